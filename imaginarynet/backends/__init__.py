@@ -1,0 +1,1 @@
+"""Text-to-image backends behind one small protocol (see base.py)."""

@@ -1,0 +1,98 @@
+"""Stable Diffusion (and any diffusers text-to-image pipeline) as a backend.
+
+Loads the pipeline with `from_pretrained` from a hub id or a local folder,
+generates a whole batch per call with one torch.Generator per image, so an
+image depends on its own seed and not on its neighbours in the batch.
+"""
+from __future__ import annotations
+
+import warnings
+
+from imaginarynet.backends.base import Generated, Request, quiet_libraries, resolve_device
+from imaginarynet.errors import UserError, require
+
+SCHEDULER_CLASSES = {
+    "pndm": "PNDMScheduler",
+    "ddim": "DDIMScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler-a": "EulerAncestralDiscreteScheduler",
+}
+
+
+def torch_dtype(name: str, device: str):
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+class StableDiffusionBackend:
+    name = "stablediffusion"
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.pipe = None
+
+    def load(self) -> None:
+        require("torch", "sd", "the Stable Diffusion backend")
+        diffusers = require("diffusers", "sd", "the Stable Diffusion backend")
+        cfg = self.cfg
+        self.dtype = torch_dtype(cfg.dtype, self.device)
+        quiet_libraries()
+        try:
+            with warnings.catch_warnings():
+                # newer diffusers renamed torch_dtype to dtype; the old name works everywhere
+                warnings.simplefilter("ignore", FutureWarning)
+                pipe = diffusers.AutoPipelineForText2Image.from_pretrained(cfg.sd_model, torch_dtype=self.dtype)
+        except (OSError, ValueError) as exc:
+            raise UserError(
+                f"cannot load Stable Diffusion model {cfg.sd_model!r}: {str(exc).splitlines()[0]}"
+            ) from exc
+        if not cfg.safety_checker and getattr(pipe, "safety_checker", None) is not None:
+            pipe.safety_checker = None
+        if cfg.scheduler:
+            sched_cls = getattr(diffusers, SCHEDULER_CLASSES[cfg.scheduler])
+            pipe.scheduler = sched_cls.from_config(pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+        self.pipe = pipe.to(self.device)
+
+    def generate(self, requests: list[Request]) -> list[Generated]:
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        cfg = self.cfg
+        # CPU generators: the initial noise is then the same on every device.
+        generators = [torch.Generator("cpu").manual_seed(r.seed) for r in requests]
+        negative = [cfg.negative_prompt] * len(requests) if cfg.negative_prompt else None
+        with torch.inference_mode():
+            out = self.pipe(
+                prompt=[r.prompt for r in requests],
+                negative_prompt=negative,
+                num_inference_steps=cfg.steps,
+                guidance_scale=cfg.guidance,
+                height=cfg.resolution,
+                width=cfg.resolution,
+                generator=generators,
+                output_type="np",
+            )
+        flags = getattr(out, "nsfw_content_detected", None) or [False] * len(requests)
+        results = []
+        for pixels, flagged in zip(out.images, flags):
+            if flagged:
+                results.append(Generated(None, flagged=True))
+                continue
+            arr = (np.clip(pixels, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+            results.append(Generated(Image.fromarray(arr, "RGB")))
+        return results
+
+    def describe(self) -> dict:
+        info = {"backend": self.name, "model": self.cfg.sd_model, "device": self.device}
+        if self.pipe is not None:
+            info.update(pipeline=type(self.pipe).__name__, scheduler=type(self.pipe.scheduler).__name__,
+                        dtype=str(self.dtype).replace("torch.", ""),
+                        safety_checker=getattr(self.pipe, "safety_checker", None) is not None)
+        return info

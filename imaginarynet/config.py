@@ -1,0 +1,174 @@
+"""RunConfig: every generate option, validated in one place before any model loads.
+
+`data_options()` is the subset that changes the dataset; its hash is the run
+fingerprint stored in run.json, so a re-run with other data options is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from imaginarynet.classes import ImageClass
+from imaginarynet.errors import UserError
+
+BACKENDS = ("stablediffusion", "dalle-mini")
+SCHEDULERS = ("pndm", "ddim", "dpm++", "euler", "euler-a")
+DTYPES = ("auto", "fp32", "fp16", "bf16")
+
+# Options that never change what ends up in the dataset.
+RUNTIME_OPTIONS = {"outputdir", "batch_size", "device", "cpu", "overwrite", "quiet", "strict",
+                   "keep_rejected", "classfile"}
+
+
+@dataclass
+class RunConfig:
+    classfile: str
+    classes: list[ImageClass]
+    outputdir: Path
+    num: int | None = None
+    per_class: int | None = None
+    seed: int = 0
+    backend: str = "stablediffusion"
+    template: str = "A photo of a {name}."
+    # Stable Diffusion
+    sd_model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    steps: int = 50
+    guidance: float = 7.5
+    resolution: int = 512
+    negative_prompt: str | None = None
+    scheduler: str | None = None
+    safety_checker: bool = True
+    # DALL·E mini
+    dalle_model: str = "dalle-mini/dalle-mega"
+    vqgan_model: str = "dalle-mini/vqgan_imagenet_f16_16384"
+    condition_scale: float = 10.0
+    top_k: int | None = None
+    top_p: float | None = None
+    temperature: float | None = None
+    # GPT-2 prompt expansion
+    gpt: bool = False
+    gpt_model: str = "gpt2-large"
+    gpt_max_tokens: int = 15
+    # CLIP filter
+    clip: bool = False
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str = "openai"
+    threshold: float = 0.6
+    max_attempts: int | None = None
+    keep_rejected: bool = False
+    strict: bool = False
+    # Runtime
+    batch_size: int = 4
+    dtype: str = "auto"
+    device: str | None = None
+    cpu: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+    quotas: list[int] = field(default_factory=list)
+
+    def data_options(self) -> dict:
+        opts = {k: v for k, v in asdict(self).items() if k not in RUNTIME_OPTIONS}
+        opts["classes"] = [[c.label, c.name] for c in self.classes]
+        opts.pop("num")  # quotas say it all (and --num vs --per-class may agree)
+        opts.pop("per_class")
+        if self.backend != "stablediffusion":
+            for k in ("sd_model", "steps", "guidance", "resolution", "negative_prompt", "scheduler",
+                      "safety_checker"):
+                opts.pop(k)
+        if self.backend != "dalle-mini":
+            for k in ("dalle_model", "vqgan_model", "condition_scale", "top_k", "top_p", "temperature"):
+                opts.pop(k)
+        if not self.gpt:
+            opts.pop("gpt_model"), opts.pop("gpt_max_tokens")
+        if not self.clip:
+            for k in ("clip_model", "clip_pretrained", "threshold", "max_attempts"):
+                opts.pop(k)
+        return opts
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.data_options(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def max_attempts_for(self, quota: int) -> int:
+        if not self.clip:
+            return quota  # without a filter every attempt is kept (safety flags aside)
+        return self.max_attempts if self.max_attempts is not None else 4 * quota
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["outputdir"] = str(self.outputdir)
+        d["classes"] = [[c.label, c.name] for c in self.classes]
+        return d
+
+
+def check_model_ref(option: str, spec: str) -> None:
+    """A hub id ('org/name', 'gpt2-large') or a local path; a path-looking spec must exist."""
+    path = spec[len("local-dir:"):] if spec.startswith("local-dir:") else spec
+    looks_local = (spec.startswith("local-dir:") or path.startswith((".", "/", "~"))
+                   or path.count("/") > 1 or "\\" in path)
+    if looks_local and not Path(path).expanduser().exists():
+        raise UserError(f"{option}: model path does not exist: {path}")
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    n = len(cfg.classes)
+    if cfg.num is not None and cfg.per_class is not None:
+        raise UserError("give either --num or --per-class, not both")
+    if cfg.per_class is not None:
+        if cfg.per_class < 1:
+            raise UserError(f"--per-class must be at least 1 (got {cfg.per_class})")
+        cfg.quotas = [cfg.per_class] * n
+    else:
+        num = cfg.num if cfg.num is not None else 100 * n
+        if num < 1:
+            raise UserError(f"--num must be at least 1 (got {num})")
+        if num < n:
+            raise UserError(f"--num {num} is fewer images than classes ({n}); every class needs one")
+        from imaginarynet.plan import split_quota
+
+        cfg.num = num
+        cfg.quotas = split_quota(num, n)
+    if cfg.backend not in BACKENDS:
+        raise UserError(f"unknown backend {cfg.backend!r} (available: {', '.join(BACKENDS)})")
+    if not 0.0 <= cfg.threshold <= 1.0:
+        raise UserError(f"--threshold must be within [0, 1] (got {cfg.threshold})")
+    if cfg.resolution < 8 or cfg.resolution % 8:
+        raise UserError(f"--resolution must be a positive multiple of 8 (got {cfg.resolution})")
+    if cfg.steps < 1:
+        raise UserError(f"--steps must be at least 1 (got {cfg.steps})")
+    if cfg.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1 (got {cfg.batch_size})")
+    if cfg.max_attempts is not None and cfg.max_attempts < 1:
+        raise UserError(f"--max-attempts must be at least 1 (got {cfg.max_attempts})")
+    if cfg.gpt_max_tokens < 1:
+        raise UserError(f"--gpt-max-tokens must be at least 1 (got {cfg.gpt_max_tokens})")
+    try:
+        cfg.template.format(name="x")
+    except (KeyError, IndexError, ValueError):
+        raise UserError(f"--template must contain {{name}} and no other fields: {cfg.template!r}")
+    if "{name}" not in cfg.template:
+        raise UserError(f"--template must contain {{name}}: {cfg.template!r}")
+    if cfg.backend == "stablediffusion":
+        check_model_ref("--sd-model", cfg.sd_model)
+    else:
+        check_model_ref("--dalle-model", cfg.dalle_model)
+        check_model_ref("--vqgan-model", cfg.vqgan_model)
+    if cfg.gpt:
+        check_model_ref("--gpt-model", cfg.gpt_model)
+    if cfg.clip:
+        check_model_ref("--clip-pretrained", cfg.clip_pretrained)
+    _check_writable(cfg.outputdir)
+    return cfg
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"--outputdir {out} is not writable: {exc.strerror or exc}") from exc

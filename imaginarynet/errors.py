@@ -1,0 +1,24 @@
+"""Exceptions that the CLI turns into one-line messages instead of tracebacks."""
+
+
+class UserError(Exception):
+    """Bad input from the user: reported in one line, exit status 2."""
+
+
+class MissingDependency(UserError):
+    """An optional package is not installed; the message names the pip extra."""
+
+    def __init__(self, package: str, extra: str, feature: str):
+        super().__init__(
+            f"{feature} needs the '{package}' package: pip install 'imaginarynet[{extra}]'"
+        )
+
+
+def require(module: str, extra: str, feature: str):
+    """Import an optional heavy module, or fail naming the extra that provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependency(module.split(".")[0], extra, feature) from exc

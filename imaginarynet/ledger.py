@@ -1,0 +1,77 @@
+"""Append-only record of every attempt, the single source of truth of a run.
+
+One JSON line per attempt; the lines of one batch are written with a single
+write and fsync'd. On reload a torn last line, and any batch with missing lines,
+is cut off, so the ledger always equals a prefix of an uninterrupted run's.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+
+class Ledger:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.records: list[dict] = []
+        self.batches = 0
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        good_end, offset = 0, 0
+        pending: list[dict] = []
+        for line in data.splitlines(keepends=True):
+            offset += len(line)
+            if not line.endswith(b"\n"):
+                break  # torn write
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                break
+            pending.append(rec)
+            if len(pending) == rec["n"]:
+                self.records.extend(pending)
+                self.batches += 1
+                pending, good_end = [], offset
+        if good_end != len(data):
+            with open(self.path, "r+b") as f:
+                f.truncate(good_end)
+
+    def append_batch(self, records: list[dict]) -> None:
+        lines = []
+        for rec in records:
+            rec = dict(rec, b=self.batches, n=len(records))
+            lines.append(json.dumps(rec, sort_keys=True) + "\n")
+            self.records.append(rec)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write("".join(lines))
+            f.flush()
+            os.fsync(f.fileno())
+        self.batches += 1
+
+    def by_class(self) -> dict[str, list[dict]]:
+        """Records per class label, in attempt order."""
+        out: dict[str, list[dict]] = defaultdict(list)
+        for rec in self.records:
+            out[rec["class"]].append(rec)
+        for recs in out.values():
+            recs.sort(key=lambda r: r["k"])
+        return out
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))

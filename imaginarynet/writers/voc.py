@@ -1,0 +1,62 @@
+"""Pascal VOC 2007 layout with image-level labels (FORMATS.md, "Pascal VOC").
+
+Images come from staging (hard-linked when possible); every file is written to a
+temporary name and renamed, so a crash never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from imaginarynet.dataset import Entry, split_ids
+from imaginarynet.ledger import atomic_write_text
+
+
+def annotation_xml(e: Entry) -> str:
+    return (
+        "<annotation>\n"
+        "  <folder>VOC2007</folder>\n"
+        f"  <filename>{e.id}.jpg</filename>\n"
+        "  <source><database>ImaginaryNet</database></source>\n"
+        f"  <size><width>{e.width}</width><height>{e.height}</height><depth>3</depth></size>\n"
+        "  <segmented>0</segmented>\n"
+        "  <object>\n"
+        f"    <name>{escape(e.label)}</name><pose>Unspecified</pose>\n"
+        "    <truncated>0</truncated><difficult>0</difficult>\n"
+        f"    <bndbox><xmin>1</xmin><ymin>1</ymin><xmax>{e.width}</xmax><ymax>{e.height}</ymax></bndbox>\n"
+        "  </object>\n"
+        "</annotation>\n"
+    )
+
+
+def _place(src: Path, dst: Path) -> None:
+    """Hard-link (free) or copy a staged image into place, atomically."""
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def write_voc(root: Path, state: Path, entries: list[Entry], labels: list[str]) -> None:
+    voc = Path(root) / "VOC2007"
+    images, annotations, sets = voc / "JPEGImages", voc / "Annotations", voc / "ImageSets" / "Main"
+    for d in (images, annotations, sets):
+        d.mkdir(parents=True, exist_ok=True)
+    for e in entries:
+        dst = images / f"{e.id}.jpg"
+        src = state / e.staged
+        if not (dst.exists() and os.path.samefile(src, dst)):
+            _place(src, dst)
+        atomic_write_text(annotations / f"{e.id}.xml", annotation_xml(e))
+    label_of = {e.id: e.label for e in entries}
+    for split, ids in split_ids(list(label_of)).items():
+        atomic_write_text(sets / f"{split}.txt", "".join(f"{i}\n" for i in ids))
+        for label in labels:
+            lines = "".join(f"{i} {1 if label_of[i] == label else -1}\n" for i in ids)
+            atomic_write_text(sets / f"{label}_{split}.txt", lines)
