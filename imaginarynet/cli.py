@@ -57,7 +57,7 @@ def _generate_options(f):
                      help="open_clip weights: a tag, a local weights file or local-dir:FOLDER."),
         click.option("--threshold", type=float, default=0.6, show_default=True,
                      help="Minimum CLIP probability of the image's own class."),
-        click.option("--max-attempts", type=int, help="Attempt cap per class with --clip [default: 4x quota]."),
+        click.option("--max-attempts", type=int, help="Attempt cap per class when images are rejected (CLIP, safety checker) [default: 4x quota]."),
         click.option("--keep-rejected", is_flag=True, help="Also save CLIP-rejected images under OUT/rejected/."),
         click.option("--strict", is_flag=True, help="Exit 1 when a class cannot fill its quota."),
         click.option("--cpu", is_flag=True, help="Run the CLIP filter on the CPU (keeps GPU memory for the generator)."),

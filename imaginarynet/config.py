@@ -84,7 +84,7 @@ class RunConfig:
         if not self.gpt:
             opts.pop("gpt_model"), opts.pop("gpt_max_tokens")
         if not self.clip:
-            for k in ("clip_model", "clip_pretrained", "threshold", "max_attempts"):
+            for k in ("clip_model", "clip_pretrained", "threshold"):
                 opts.pop(k)
         return opts
 
@@ -93,8 +93,7 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def max_attempts_for(self, quota: int) -> int:
-        if not self.clip:
-            return quota  # without a filter every attempt is kept (safety flags aside)
+        """Attempt cap per class; only reached when the filter or safety checker rejects images."""
         return self.max_attempts if self.max_attempts is not None else 4 * quota
 
     def to_json(self) -> dict:

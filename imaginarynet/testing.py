@@ -111,7 +111,55 @@ def _tiny_safety_checker():
     return checker, extractor
 
 
+def build_tiny_gpt2(folder: Path) -> Path:
+    """GPT-2 (2 layers, 32 wide) with a byte-level BPE tokenizer trained here in a second."""
+    folder = Path(folder)
+    if _done(folder):
+        return folder
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    torch.manual_seed(0)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(_SENTENCES * 4, vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>"])
+    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>",
+                                  eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    config = GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=len(tokenizer),
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return _mark(folder)
+
+
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+def build_tiny_clip(folder: Path) -> Path:
+    """An open_clip ViT in the hub layout (open_clip_config.json + weights): load as local-dir:FOLDER."""
+    folder = Path(folder)
+    if _done(folder):
+        return folder
+    import open_clip
+    import torch
+
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**TINY_CLIP)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
+    config = {"model_cfg": TINY_CLIP,
+              "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073],
+                                 "std": [0.26862954, 0.26130258, 0.27577711]}}
+    (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
+    return _mark(folder)
+
+
 def build_tiny_models(cache: Path | None = None) -> dict[str, Path]:
     """Every tiny model the demo needs, built once into the cache."""
     cache = Path(cache) if cache else default_cache()
-    return {"sd": build_tiny_sd(cache / "sd")}
+    return {"sd": build_tiny_sd(cache / "sd"), "gpt2": build_tiny_gpt2(cache / "gpt2"),
+            "clip": build_tiny_clip(cache / "clip")}

@@ -1,0 +1,1 @@
+"""Filters judge generated images; each returns one score dict per image."""

@@ -1,0 +1,96 @@
+"""CLIP filter (open_clip): keep an image only if CLIP picks its own class, confidently.
+
+Decision rule of the original tool: text prompts "a photo of a {name}" for all
+classes, softmax over 100 x cosine similarity; keep iff the image's class is the
+top-1 and its probability >= threshold. Text embeddings are computed once per
+run; images are scored a batch at a time.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from imaginarynet.errors import UserError, require
+
+LOGIT_SCALE = 100.0
+TEXT_TEMPLATE = "a photo of a {name}"
+
+
+def decide(cosines: np.ndarray, class_index: int, threshold: float, labels: list[str]) -> dict:
+    """The keep/reject rule for one image, from its cosine similarity to every class text."""
+    logits = LOGIT_SCALE * np.asarray(cosines, dtype=np.float64)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    top1 = int(np.argmax(probs))
+    prob = float(probs[class_index])
+    return {"prob": round(prob, 6), "top1": labels[top1], "cos": round(float(cosines[class_index]), 6),
+            "accepted": top1 == class_index and prob >= threshold}
+
+
+def model_spec(model: str, pretrained: str) -> tuple[str, str | None]:
+    """open_clip (model_name, pretrained): a local-dir: folder names the model itself."""
+    if pretrained.startswith("local-dir:"):
+        return pretrained, None
+    if model.startswith(("local-dir:", "hf-hub:")):
+        return model, None
+    return model, pretrained
+
+
+class ClipFilter:
+    def __init__(self, cfg, device: str | None = None):
+        self.cfg = cfg
+        self.labels = [c.label for c in cfg.classes]
+        self.names = [c.name for c in cfg.classes]
+        self.device = device
+        self.text_features = None
+        self.text_encodes = 0  # how often the class texts were encoded (once per run)
+
+    def load(self) -> None:
+        torch = require("torch", "clip", "--clip")
+        open_clip = require("open_clip", "clip", "--clip")
+        from imaginarynet.backends.base import resolve_device
+
+        self._torch = torch
+        if self.device is None:
+            self.device = "cpu" if self.cfg.cpu else resolve_device(self.cfg.device)
+        self.model, self.preprocess, self.tokenizer = load_open_clip(
+            open_clip, self.cfg.clip_model, self.cfg.clip_pretrained, self.device)
+        self.text_features = self.encode_texts([TEXT_TEMPLATE.format(name=n) for n in self.names])
+
+    def encode_texts(self, texts: list[str]):
+        torch = self._torch
+        with torch.inference_mode():
+            feats = self.model.encode_text(self.tokenizer(texts).to(self.device)).float()
+        self.text_encodes += 1
+        return feats / feats.norm(dim=-1, keepdim=True)
+
+    def cosines(self, images) -> np.ndarray:
+        torch = self._torch
+        batch = torch.stack([self.preprocess(im) for im in images]).to(self.device)
+        with torch.inference_mode():
+            feats = self.model.encode_image(batch).float()
+        feats = feats / feats.norm(dim=-1, keepdim=True)
+        return (feats @ self.text_features.T).cpu().numpy()
+
+    def score(self, images, class_indices: list[int]) -> list[dict]:
+        if not images:
+            return []
+        sims = self.cosines(images)
+        return [decide(row, ci, self.cfg.threshold, self.labels) for row, ci in zip(sims, class_indices)]
+
+    def describe(self) -> dict:
+        return {"filter": "clip", "model": self.cfg.clip_model, "pretrained": self.cfg.clip_pretrained,
+                "threshold": self.cfg.threshold, "device": self.device, "text_template": TEXT_TEMPLATE}
+
+
+def load_open_clip(open_clip, model: str, pretrained: str, device: str):
+    """(model, image preprocess, tokenizer), in eval mode on `device`."""
+    from imaginarynet.backends.base import quiet_libraries
+
+    quiet_libraries()
+    name, weights = model_spec(model, pretrained)
+    try:
+        clip_model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=weights, device=device)
+        tokenizer = open_clip.get_tokenizer(name)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise UserError(f"cannot load CLIP model {name!r} ({weights}): {str(exc).splitlines()[0]}") from exc
+    return clip_model.eval(), preprocess, tokenizer
