@@ -18,6 +18,7 @@ from pathlib import Path
 from imaginarynet.backends.base import Request, create_backend
 from imaginarynet.config import RunConfig
 from imaginarynet.dataset import select
+from imaginarynet.filters import Candidate
 from imaginarynet.ledger import Ledger, atomic_write_bytes, atomic_write_text
 from imaginarynet.outdir import OutputDir
 from imaginarynet.plan import AttemptScheduler, attempt_seed
@@ -92,8 +93,9 @@ def run_batch(cfg: RunConfig, stages: Stages, batch: list[tuple[int, int]]):
     scores = [None] * len(batch)
     if stages.filter is not None:
         judged = [i for i, g in enumerate(generated) if g.image is not None]
-        for i, s in zip(judged, stages.filter.score([generated[i].image for i in judged],
-                                                    [batch[i][0] for i in judged])):
+        candidates = [Candidate(generated[i].image, batch[i][0], classes[batch[i][0]].label, batch[i][1],
+                                requests[i].prompt) for i in judged]
+        for i, s in zip(judged, stages.filter.score(candidates)):
             scores[i] = s
     records, writes = [], []
     for (ci, k), req, gen, score in zip(batch, requests, generated, scores):

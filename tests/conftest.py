@@ -43,3 +43,14 @@ def read_jsonl(path: Path) -> list[dict]:
 def write_classfile(path: Path, labels: list[str]) -> Path:
     path.write_text("".join(f"{label}\n" for label in labels))
     return path
+
+
+def run_main(args: list) -> int:
+    """The CLI in this process (so tests can monkeypatch); returns the exit status."""
+    from imaginarynet.cli import main
+
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        return exc.code or 0
+    return 0

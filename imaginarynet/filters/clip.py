@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from imaginarynet.errors import UserError, require
+from imaginarynet.filters import Candidate
 
 LOGIT_SCALE = 100.0
 TEXT_TEMPLATE = "a photo of a {name}"
@@ -63,19 +64,20 @@ class ClipFilter:
         self.text_encodes += 1
         return feats / feats.norm(dim=-1, keepdim=True)
 
-    def cosines(self, images) -> np.ndarray:
+    def cosines(self, candidates: list[Candidate]) -> np.ndarray:
+        """(len(candidates), n_classes) cosine similarities of image and class texts."""
         torch = self._torch
-        batch = torch.stack([self.preprocess(im) for im in images]).to(self.device)
+        batch = torch.stack([self.preprocess(c.image) for c in candidates]).to(self.device)
         with torch.inference_mode():
             feats = self.model.encode_image(batch).float()
         feats = feats / feats.norm(dim=-1, keepdim=True)
         return (feats @ self.text_features.T).cpu().numpy()
 
-    def score(self, images, class_indices: list[int]) -> list[dict]:
-        if not images:
+    def score(self, candidates: list[Candidate]) -> list[dict]:
+        if not candidates:
             return []
-        sims = self.cosines(images)
-        return [decide(row, ci, self.cfg.threshold, self.labels) for row, ci in zip(sims, class_indices)]
+        sims = self.cosines(candidates)
+        return [decide(row, c.class_index, self.cfg.threshold, self.labels) for row, c in zip(sims, candidates)]
 
     def describe(self) -> dict:
         return {"filter": "clip", "model": self.cfg.clip_model, "pretrained": self.cfg.clip_pretrained,

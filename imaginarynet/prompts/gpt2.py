@@ -11,6 +11,7 @@ does not sample them again.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import re
 import sys
@@ -64,6 +65,9 @@ class GPT2Expander:
             raise UserError(f"cannot load GPT-2 model {self.cfg.gpt_model!r}: {str(exc).splitlines()[0]}") from exc
         self.model.to(self.device).eval()
         self._torch = torch
+        # transformers 5 renamed the key/value cache argument from past_key_values to cache
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
 
     def prefix(self, cls: ImageClass) -> str:
         # the model continues the template's sentence, so drop its final full stop
@@ -118,9 +122,9 @@ class GPT2Expander:
         past, step_ids, out = None, input_ids, []
         with torch.inference_mode():
             for _ in range(new_tokens):
-                res = self.model(input_ids=step_ids, past_key_values=past, use_cache=True)
+                res = self.model(input_ids=step_ids, use_cache=True, **{self._cache_arg: past})
                 self.forward_passes += 1
-                past = res.past_key_values
+                past = res[self._cache_arg]
                 logits = res.logits[:, -1, :].float().cpu()
                 top = torch.topk(logits, min(TOP_K, logits.shape[-1]), dim=-1)
                 probs = torch.softmax(top.values, dim=-1)
