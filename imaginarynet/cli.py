@@ -119,6 +119,9 @@ def generate(**opts):
     for s in result.shortfalls:
         click.echo(f"warning: class {s['class']} is short of its quota: {s['kept']}/{s['target']} kept "
                    f"after {s['attempts']} attempts", err=True)
+    if result.problems:
+        click.echo(f"error: the written dataset fails its check:\n{result.problems}", err=True)
+        sys.exit(1)
     if result.shortfalls and cfg.strict:
         sys.exit(1)
 
@@ -127,7 +130,8 @@ def generate(**opts):
 @click.option("--outputdir", default="imaginarynet-demo", show_default=True, type=click.Path(path_type=Path))
 @click.option("--num", type=int, default=40, show_default=True)
 @click.option("--overwrite", is_flag=True)
-def demo(outputdir, num, overwrite):
+@click.option("--quiet", "-q", is_flag=True)
+def demo(outputdir, num, overwrite, quiet):
     """Run the whole pipeline offline on tiny random models (images are noise)."""
     from imaginarynet.testing import build_tiny_models
 
@@ -135,14 +139,136 @@ def demo(outputdir, num, overwrite):
     models = build_tiny_models()
     args = ["--num", str(num), "--classfile", "voc", "--outputdir", str(outputdir), "--sd-model", str(models["sd"]),
             "--steps", "2", "--resolution", "64", "--batch-size", "4"]
-    if overwrite:
-        args.append("--overwrite")
+    # No --clip here: a CLIP with random weights sends every noise image to the same class, so the
+    # top-1 rule would reject nearly all of them. The tests run the filter on the same tiny model.
+    args += ["--gpt", "--gpt-model", str(models["gpt2"])]
+    args += ["--overwrite"] * overwrite + ["--quiet"] * quiet
     ctx = generate.make_context("generate", args)
     with ctx:
         generate.invoke(ctx)
     click.echo("\nThe images are noise: these models have random weights. With real weights on a GPU, run:\n"
                "  imaginarynet --num 10000 --classfile voc --gpt --clip --backend stablediffusion "
                "--outputdir out", err=True)
+
+
+@cli.command()
+@click.argument("outputdir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["voc", "coco", "detic"]), default="voc", show_default=True,
+              help="voc checks the dataset; coco/detic check the files `export` wrote.")
+@click.option("--split", default="trainval", show_default=True, help="Split of the export to check.")
+def check(outputdir, fmt, split):
+    """Validate a dataset against what downstream loaders require; exit 1 on any problem."""
+    from imaginarynet import check as checks
+    from imaginarynet.reader import classes_of
+
+    images = outputdir / "VOC2007" / "JPEGImages"
+    if fmt == "voc":
+        problems = checks.check_voc(outputdir, [c.label for c in classes_of(outputdir)])
+    elif fmt == "coco":
+        path = outputdir / "exports" / f"coco_{split}.json"
+        if not path.exists():
+            raise UserError(f"{path} does not exist; run: imaginarynet export {outputdir} --format coco")
+        problems = checks.check_coco(path, images)
+    else:
+        folder = outputdir / "exports" / "detic"
+        if not folder.exists():
+            raise UserError(f"{folder} does not exist; run: imaginarynet export {outputdir} --format detic")
+        problems = checks.check_detic(folder, images)
+    if problems:
+        click.echo(checks.format_problems(problems, outputdir))
+        click.echo(f"{len(problems)} problem(s) found", err=True)
+        sys.exit(1)
+    click.echo(f"{outputdir}: {fmt} OK")
+
+
+@cli.command()
+@click.argument("outputdir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["coco", "detic", "imagefolder"]), required=True)
+@click.option("--split", default="trainval", show_default=True, help="Which ImageSets/Main split to export.")
+@click.option("--images-only", is_flag=True, help="COCO without annotations (SSOD unlabeled set).")
+@click.option("--categories", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Detic: an LVIS-style categories JSON to map labels onto (ids and synonyms).")
+@click.option("--clip-model", default="ViT-B-32", show_default=True, help="Detic embeddings: open_clip model.")
+@click.option("--clip-pretrained", default="openai", show_default=True, help="Detic embeddings: weights.")
+@click.option("--device", default="cpu", show_default=True, help="Device for the Detic text embeddings.")
+def export(outputdir, fmt, split, images_only, categories, clip_model, clip_pretrained, device):
+    """Export a finished dataset as COCO JSON, Detic image-labeled data or a HF imagefolder."""
+    import json
+
+    from imaginarynet.fsutil import atomic_write_bytes, atomic_write_text
+    from imaginarynet.reader import read_dataset
+
+    ds = read_dataset(outputdir)
+    items = ds.split(split)
+    exports = outputdir / "exports"
+    if fmt == "coco":
+        from imaginarynet.writers.coco import coco_dict
+
+        path = exports / f"coco_{split}{'_unlabeled' if images_only else ''}.json"
+        atomic_write_text(path, json.dumps(coco_dict(items, ds.classes, images_only)))
+        click.echo(f"{path} (images in {ds.images_dir})")
+    elif fmt == "imagefolder":
+        from imaginarynet.writers.imagefolder import write_imagefolder
+
+        folder = write_imagefolder(items, exports / "imagefolder" / split)
+        click.echo(f"{folder}: datasets.load_dataset('imagefolder', data_dir='{folder}')")
+    else:
+        import io
+
+        import numpy as np
+
+        from imaginarynet.check import DETIC_FILES
+        from imaginarynet.config import check_model_ref
+        from imaginarynet.writers import detic
+
+        check_model_ref("--clip-pretrained", clip_pretrained)
+        if categories:
+            cats = detic.load_categories(categories)
+            mapping = detic.map_classes(ds.classes, cats)
+            texts = [c["name"].replace("_", " ") for c in cats]
+        else:
+            cats = detic.own_categories(ds.classes)
+            mapping = {c.label: i for i, c in enumerate(ds.classes, 1)}
+            texts = [c.name for c in ds.classes]
+        info, cat_info = detic.detic_dicts(items, ds.classes, cats, mapping)
+        folder = exports / "detic"
+        emb = detic.text_embeddings(texts, clip_model, clip_pretrained, device)
+        buf = io.BytesIO()
+        np.save(buf, emb)
+        info_name, cat_name, emb_name = DETIC_FILES
+        atomic_write_text(folder / info_name, json.dumps(info))
+        atomic_write_text(folder / cat_name, json.dumps(cat_info))
+        atomic_write_bytes(folder / emb_name, buf.getvalue())
+        click.echo(f"{folder}: {info_name}, {cat_name}, {emb_name} {emb.shape} (images in {ds.images_dir})")
+
+
+@cli.command()
+@click.argument("outputdir", type=click.Path(path_type=Path))
+@click.option("--method", type=click.Choice(["selective-search"]), default="selective-search", show_default=True)
+@click.option("--mode", type=click.Choice(["fast", "quality"]), default="fast", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["oicr", "pcl"]), default="oicr", show_default=True,
+              help="oicr: .mat, [y1 x1 y2 x2] 1-based; pcl: .pkl for PCL/wetectron, [x1 y1 x2 y2] 0-based.")
+@click.option("--split", default="trainval", show_default=True)
+@click.option("--workers", type=int, default=None, help="Processes [default: all cores].")
+@click.option("--quiet", "-q", is_flag=True)
+def proposals(outputdir, method, mode, fmt, split, workers, quiet):
+    """Precompute region proposals for WSOD training (resumable per image)."""
+    import os
+
+    from imaginarynet.fsutil import atomic_write_bytes
+    from imaginarynet.reader import read_dataset
+    from imaginarynet.writers import proposals as props
+
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be at least 1 (got {workers})")
+    ds = read_dataset(outputdir)
+    items = ds.split(split)
+    cache = outputdir / ".state" / "proposals" / f"{method}-{mode}"
+    boxes = props.compute_proposals(items, cache, mode, workers or os.cpu_count() or 1, quiet)
+    data = props.oicr_mat(items, boxes) if fmt == "oicr" else props.pcl_pkl(items, boxes)
+    path = outputdir / "proposals" / f"{method.replace('-', '_')}_{split}.{'mat' if fmt == 'oicr' else 'pkl'}"
+    atomic_write_bytes(path, data)
+    click.echo(f"{path}: {len(items)} images, {sum(len(b) for b in boxes)} boxes")
 
 
 def main(argv=None):

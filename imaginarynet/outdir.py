@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 from imaginarynet.errors import UserError
-from imaginarynet.ledger import atomic_write_text
+from imaginarynet.fsutil import atomic_write_text
 
 # Everything ImaginaryNet writes at the top of OUT; --overwrite removes exactly these.
-OWNED = ("VOC2007", "prompts", "metadata.jsonl", "run.json", ".state", "rejected", "report", "exports")
+OWNED = ("VOC2007", "prompts", "metadata.jsonl", "run.json", ".state", "rejected", "report", "exports", "proposals")
 
 
 class OutputDir:

@@ -19,7 +19,8 @@ from imaginarynet.backends.base import Request, create_backend
 from imaginarynet.config import RunConfig
 from imaginarynet.dataset import select
 from imaginarynet.filters import Candidate
-from imaginarynet.ledger import Ledger, atomic_write_bytes, atomic_write_text
+from imaginarynet.fsutil import atomic_write_bytes, atomic_write_text
+from imaginarynet.ledger import Ledger
 from imaginarynet.outdir import OutputDir
 from imaginarynet.plan import AttemptScheduler, attempt_seed
 
@@ -34,6 +35,7 @@ class RunResult:
     target: int = 0
     shortfalls: list[dict] = field(default_factory=list)
     table: list[dict] = field(default_factory=list)
+    problems: str = ""  # what `imaginarynet check` found in the written dataset
 
 
 def encode_jpeg(image) -> bytes:
@@ -163,14 +165,17 @@ def generate(cfg: RunConfig, log=print) -> RunResult:
         models = stages.describe()
         _generate_loop(cfg, stages, sched, ledger, out)
     entries = _finalize(cfg, ledger, out)
+    from imaginarynet.check import check_voc, format_problems
+
+    problems = format_problems(check_voc(out.root, labels), out.root)
     table = summary_table(cfg, sched)
     shortfalls = sched.shortfalls()
     info.update(status="complete", models=models or (previous or {}).get("models", {}), shortfalls=shortfalls,
                 counts={"kept": len(entries), "target": sum(cfg.quotas), "attempts": sum(sched.attempted)},
-                per_class=table, seconds=round(time.time() - started, 2))
+                per_class=table, seconds=round(time.time() - started, 2), check=problems or "ok")
     out.write_run(info)
     return RunResult(complete=not shortfalls, kept=len(entries), target=sum(cfg.quotas),
-                     shortfalls=shortfalls, table=table)
+                     shortfalls=shortfalls, table=table, problems=problems)
 
 
 def _generate_loop(cfg, stages, sched, ledger, out) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from imaginarynet.classes import ImageClass
 from imaginarynet.errors import UserError, require
-from imaginarynet.ledger import atomic_write_text
+from imaginarynet.fsutil import atomic_write_text
 
 BLOCK = 16  # continuations sampled per forward pass
 MAX_DRY_BLOCKS = 4  # consecutive blocks without a new prompt before falling back to the template

@@ -6,12 +6,11 @@ temporary name and renamed, so a crash never leaves a half-written file.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 from imaginarynet.dataset import Entry, split_ids
-from imaginarynet.ledger import atomic_write_text
+from imaginarynet.fsutil import atomic_write_text, place_file
 
 
 def annotation_xml(e: Entry) -> str:
@@ -31,18 +30,6 @@ def annotation_xml(e: Entry) -> str:
     )
 
 
-def _place(src: Path, dst: Path) -> None:
-    """Hard-link (free) or copy a staged image into place, atomically."""
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    if tmp.exists():
-        tmp.unlink()
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
 def write_voc(root: Path, state: Path, entries: list[Entry], labels: list[str]) -> None:
     voc = Path(root) / "VOC2007"
     images, annotations, sets = voc / "JPEGImages", voc / "Annotations", voc / "ImageSets" / "Main"
@@ -52,7 +39,7 @@ def write_voc(root: Path, state: Path, entries: list[Entry], labels: list[str]) 
         dst = images / f"{e.id}.jpg"
         src = state / e.staged
         if not (dst.exists() and os.path.samefile(src, dst)):
-            _place(src, dst)
+            place_file(src, dst)
         atomic_write_text(annotations / f"{e.id}.xml", annotation_xml(e))
     label_of = {e.id: e.label for e in entries}
     for split, ids in split_ids(list(label_of)).items():

@@ -1,0 +1,205 @@
+"""Validates a dataset against FORMATS.md and names every problem with its file.
+
+Used by `imaginarynet check` and at the end of every generate run.
+"""
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+SPLITS = ("trainval", "train", "val")
+_ID = re.compile(r"^\d{6}$")
+EXIF_ORIENTATION = 0x0112
+
+
+def _read_list(path: Path, problems: list) -> list[str] | None:
+    if not path.exists():
+        problems.append((path, "missing"))
+        return None
+    data = path.read_bytes()
+    if b"\r" in data:
+        problems.append((path, "has CR line endings (LF only)"))
+    if data and not data.endswith(b"\n"):
+        problems.append((path, "no final newline"))
+    return data.decode("utf-8", "replace").split("\n")[:-1] if data.endswith(b"\n") else data.decode().split("\n")
+
+
+def check_voc(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
+    from PIL import Image
+
+    root = Path(root)
+    voc = root / "VOC2007"
+    main, ann_dir, img_dir = voc / "ImageSets" / "Main", voc / "Annotations", voc / "JPEGImages"
+    problems: list[tuple[Path, str]] = []
+    splits: dict[str, list[str]] = {}
+    for split in SPLITS:
+        path = main / f"{split}.txt"
+        lines = _read_list(path, problems)
+        if lines is None:
+            continue
+        ids = [line.strip() for line in lines]
+        bad = [i for i in ids if not _ID.match(i)]
+        if bad:
+            problems.append((path, f"malformed ids (want 6 digits): {', '.join(bad[:3])}"))
+        if ids != sorted(ids):
+            problems.append((path, "ids are not sorted"))
+        if len(set(ids)) != len(ids):
+            problems.append((path, "duplicate ids"))
+        splits[split] = ids
+    trainval = splits.get("trainval", [])
+    # Some loaders read these files with numpy.loadtxt, which breaks on a single line.
+    if len(trainval) >= 4:
+        for split, ids in splits.items():
+            if len(ids) < 2:
+                problems.append((main / f"{split}.txt", f"holds {len(ids)} id(s); loaders need at least 2"))
+    if {"train", "val", "trainval"} <= splits.keys():
+        train, val = set(splits["train"]), set(splits["val"])
+        if train & val:
+            problems.append((main / "train.txt", f"shares ids with val.txt: {sorted(train & val)[:3]}"))
+        if train | val != set(trainval):
+            problems.append((main / "trainval.txt", "is not the union of train.txt and val.txt"))
+
+    label_of: dict[str, str] = {}
+    for i in trainval:
+        xml_path, jpg_path = ann_dir / f"{i}.xml", img_dir / f"{i}.jpg"
+        if not jpg_path.exists():
+            problems.append((jpg_path, "missing image"))
+        if not xml_path.exists():
+            problems.append((xml_path, "missing annotation"))
+            continue
+        try:
+            tree = ET.parse(xml_path).getroot()
+            size = tree.find("size")
+            w, h = int(size.findtext("width")), int(size.findtext("height"))
+            names = [o.findtext("name") for o in tree.findall("object")]
+        except (ET.ParseError, AttributeError, TypeError, ValueError) as exc:
+            problems.append((xml_path, f"unreadable annotation: {exc}"))
+            continue
+        if tree.findtext("filename") != f"{i}.jpg":
+            problems.append((xml_path, f"filename is {tree.findtext('filename')!r}, want {i}.jpg"))
+        if not names:
+            problems.append((xml_path, "no object"))
+        for name in names:
+            if name not in labels:
+                problems.append((xml_path, f"unknown label {name!r}"))
+        for obj in tree.findall("object"):
+            box = obj.find("bndbox")
+            if box is None:
+                problems.append((xml_path, "object without bndbox"))
+                continue
+            x1, y1, x2, y2 = (int(float(box.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax"))
+            if not (1 <= x1 <= x2 <= w and 1 <= y1 <= y2 <= h):
+                problems.append((xml_path, f"box {x1},{y1},{x2},{y2} outside the {w}x{h} image"))
+        label_of[i] = names[0] if names else ""
+        if jpg_path.exists():
+            try:
+                with Image.open(jpg_path) as im:
+                    if im.format != "JPEG" or im.mode != "RGB":
+                        problems.append((jpg_path, f"is {im.format} {im.mode}, want RGB JPEG"))
+                    if im.size != (w, h):
+                        problems.append((xml_path, f"size {w}x{h} differs from the image's {im.size[0]}x{im.size[1]}"))
+                    if EXIF_ORIENTATION in im.getexif():
+                        problems.append((jpg_path, "has an EXIF orientation tag"))
+            except OSError as exc:
+                problems.append((jpg_path, f"unreadable image: {exc}"))
+    listed = set(trainval)
+    for d, ext in ((img_dir, ".jpg"), (ann_dir, ".xml")):
+        for p in sorted(d.glob(f"*{ext}")) if d.exists() else []:
+            if p.stem not in listed:
+                problems.append((p, "not listed in trainval.txt"))
+    for split, ids in splits.items():
+        for label in labels:
+            path = main / f"{label}_{split}.txt"
+            lines = _read_list(path, problems)
+            if lines is None:
+                continue
+            rows = [line.split() for line in lines]
+            if [r[0] if r else "" for r in rows] != ids:
+                problems.append((path, f"ids differ from {split}.txt"))
+                continue
+            for r in rows:
+                want = "1" if label_of.get(r[0]) == label else "-1"
+                if len(r) != 2 or r[1] != want:
+                    problems.append((path, f"line for {r[0]} should be '{r[0]} {want}'"))
+                    break
+    return problems
+
+
+def check_coco(path: Path, images_dir: Path) -> list[tuple[Path, str]]:
+    problems = []
+    data = json.loads(Path(path).read_text())
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            problems.append((path, f"no {key!r}"))
+    if problems:
+        return problems
+    cat_ids = [c["id"] for c in data["categories"]]
+    if cat_ids != list(range(1, len(cat_ids) + 1)):
+        problems.append((path, "category ids are not 1..C"))
+    images = {im["id"]: im for im in data["images"]}
+    if len(images) != len(data["images"]):
+        problems.append((path, "duplicate image ids"))
+    for im in data["images"]:
+        if not (Path(images_dir) / im["file_name"]).exists():
+            problems.append((path, f"image {im['id']}: file {im['file_name']} missing"))
+    for ann in data["annotations"]:
+        im = images.get(ann["image_id"])
+        if im is None:
+            problems.append((path, f"annotation {ann['id']} points to unknown image {ann['image_id']}"))
+            continue
+        x, y, w, h = ann["bbox"]
+        if x < 0 or y < 0 or x + w > im["width"] or y + h > im["height"]:
+            problems.append((path, f"annotation {ann['id']}: bbox outside image"))
+        if ann["category_id"] not in cat_ids:
+            problems.append((path, f"annotation {ann['id']}: unknown category {ann['category_id']}"))
+    return problems
+
+
+def check_detic(folder: Path, images_dir: Path) -> list[tuple[Path, str]]:
+    import numpy as np
+
+    folder = Path(folder)
+    problems = []
+    info_path, cat_path, emb_path = (folder / n for n in DETIC_FILES)
+    for p in (info_path, cat_path, emb_path):
+        if not p.exists():
+            problems.append((p, "missing"))
+    if problems:
+        return problems
+    info = json.loads(info_path.read_text())
+    cat_ids = sorted(c["id"] for c in info["categories"])
+    if info.get("annotations") != []:
+        problems.append((info_path, "annotations must be an empty list"))
+    counts = {c: 0 for c in cat_ids}
+    for im in info["images"]:
+        pos = im.get("pos_category_ids")
+        if not pos or any(c not in counts for c in pos):
+            problems.append((info_path, f"image {im['id']}: bad pos_category_ids {pos}"))
+            continue
+        for c in pos:
+            counts[c] += 1
+        if not (Path(images_dir) / im["file_name"]).exists():
+            problems.append((info_path, f"image {im['id']}: file {im['file_name']} missing"))
+    cat_info = json.loads(cat_path.read_text())
+    if {c["id"]: c["image_count"] for c in cat_info} != counts:
+        problems.append((cat_path, "image_count does not match the images"))
+    emb = np.load(emb_path)
+    # the width is the text tower's (512 for ViT-B/32); rows must match the categories
+    if emb.ndim != 2 or emb.shape[0] != len(cat_ids) or emb.dtype != np.float16:
+        problems.append((emb_path, f"shape {emb.shape} {emb.dtype}, want ({len(cat_ids)}, D) float16"))
+    return problems
+
+
+DETIC_FILES = ("image_info.json", "cat_info.json", "clip_a+cname.npy")
+
+
+def format_problems(problems, root: Path) -> str:
+    def rel(p: Path) -> str:
+        try:
+            return str(Path(p).relative_to(root))
+        except ValueError:
+            return str(p)
+
+    return "\n".join(f"{rel(p)}: {msg}" for p, msg in problems)

@@ -1,0 +1,24 @@
+"""COCO JSON (FORMATS.md, "COCO JSON") for mmdetection, wetectron/PCL: one full-image box per
+image-level label; or images only (annotations: []) for SSOD unlabeled sets."""
+from __future__ import annotations
+
+from imaginarynet.reader import Item
+
+
+def coco_categories(classes) -> list[dict]:
+    return [{"id": i, "name": c.label, "supercategory": "object"} for i, c in enumerate(classes, 1)]
+
+
+def coco_dict(items: list[Item], classes, images_only: bool = False) -> dict:
+    cat_id = {c.label: i for i, c in enumerate(classes, 1)}
+    images = [{"id": int(it.id), "file_name": it.path.name, "width": it.width, "height": it.height}
+              for it in items]
+    annotations = []
+    if not images_only:
+        for it in items:
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": int(it.id), "category_id": cat_id[it.label],
+                "bbox": [0, 0, it.width, it.height], "area": it.width * it.height, "iscrowd": 0,
+            })
+    return {"info": {"description": "ImaginaryNet synthetic images", "version": "1.0"}, "licenses": [],
+            "images": images, "annotations": annotations, "categories": coco_categories(classes)}
