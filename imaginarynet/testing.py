@@ -158,6 +158,78 @@ def build_tiny_clip(folder: Path) -> Path:
     return _mark(folder)
 
 
+def _bart_tokenizer(folder: Path):
+    """A BART byte-level BPE tokenizer (<s>=0, <pad>=1, </s>=2) trained here on a few sentences."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import BartTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([s.lower() for s in _SENTENCES] * 4, vocab_size=380, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(folder))
+    merges = [tuple(line.split()) for line in (folder / "merges.txt").read_text().splitlines()[1:] if line]
+    return BartTokenizerFast(vocab=bpe.get_vocab(), merges=merges)
+
+
+def _random_tree(shapes, rng, std=0.2):
+    import numpy as np
+
+    if isinstance(shapes, dict):
+        return {k: _random_tree(v, rng, std) for k, v in shapes.items()}
+    return (rng.standard_normal(shapes) * std).astype(np.float32)
+
+
+def _fix_norms(tree):
+    """LayerNorm/GroupNorm scales near 1, as trained models have them."""
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            _fix_norms(v)
+        elif k == "scale":
+            tree[k] = v + 1.0
+    return tree
+
+
+def build_tiny_dalle(folder: Path) -> Path:
+    """DalleBart + VQGAN in the published checkpoint format (config.json + flax_model.msgpack),
+    with a 16x16 token grid, so images are 256x256 like the real model's."""
+    folder = Path(folder)
+    if _done(folder):
+        return folder
+    import numpy as np
+    from flax.serialization import msgpack_serialize
+
+    from imaginarynet.backends.dalle_mini.dallebart import DalleBartConfig
+    from imaginarynet.backends.dalle_mini.shapes import dallebart_shapes, vqgan_decoder_shapes
+    from imaginarynet.backends.dalle_mini.vqgan import VQGANConfig
+
+    rng = np.random.default_rng(0)
+    tokenizer = _bart_tokenizer(folder / "_tok")
+    n_embed = 16
+    bart = dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                encoder_vocab_size=len(tokenizer), image_vocab_size=n_embed + 2, image_length=256,
+                max_text_length=16, decoder_start_token_id=n_embed, bos_token_id=n_embed + 1,
+                eos_token_id=n_embed + 1, pad_token_id=n_embed + 1)
+    vq = dict(ch=32, ch_mult=[1, 1, 1, 1, 1], num_res_blocks=1, attn_resolutions=[16], resolution=256,
+              z_channels=16, embed_dim=8, n_embed=n_embed, out_ch=3)
+    params = _fix_norms(_random_tree(dallebart_shapes(DalleBartConfig(**bart)), rng))
+    vq_params = _fix_norms(_random_tree(vqgan_decoder_shapes(VQGANConfig(**vq)), rng, std=0.05))
+    vq_params["decoder"]["conv_out"]["bias"] += 0.5  # pixels centred on mid-grey
+    extra = {"model_type": "dallebart", "normalize_text": True, "do_sample": True, "use_scan": True,
+             "ln_positions": "normformer", "use_glu": True, "use_bias": False, "min_length": 257,
+             "max_length": 257}
+    (folder / "dallebart").mkdir(parents=True, exist_ok=True)
+    (folder / "dallebart" / "config.json").write_text(json.dumps({**bart, **extra}, indent=2))
+    (folder / "dallebart" / "flax_model.msgpack").write_bytes(msgpack_serialize(params))
+    tokenizer.save_pretrained(folder / "dallebart")
+    (folder / "vqgan").mkdir(parents=True, exist_ok=True)
+    (folder / "vqgan" / "config.json").write_text(json.dumps(vq, indent=2))
+    (folder / "vqgan" / "flax_model.msgpack").write_bytes(msgpack_serialize(vq_params))
+    shutil.rmtree(folder / "_tok")
+    return _mark(folder)
+
+
 def build_tiny_models(cache: Path | None = None) -> dict[str, Path]:
     """Every tiny model the demo needs, built once into the cache."""
     cache = Path(cache) if cache else default_cache()
