@@ -23,7 +23,10 @@ def _read_list(path: Path, problems: list) -> list[str] | None:
         problems.append((path, "has CR line endings (LF only)"))
     if data and not data.endswith(b"\n"):
         problems.append((path, "no final newline"))
-    return data.decode("utf-8", "replace").split("\n")[:-1] if data.endswith(b"\n") else data.decode().split("\n")
+    text = data.decode("utf-8", "replace")
+    if not text:
+        return []
+    return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
 
 
 def check_voc(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
