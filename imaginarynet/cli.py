@@ -44,7 +44,10 @@ def _generate_options(f):
                      help="Output directory (a VOCdevkit root)."),
         click.option("--seed", type=int, default=0, show_default=True, help="Run seed."),
         click.option("--backend", default="stablediffusion", show_default=True,
-                     help="Text-to-image backend: stablediffusion or dalle-mini."),
+                     help="Text-to-image backend: stablediffusion, dalle-mini, an installed plugin's name "
+                     "(see `imaginarynet backends`) or module:Class."),
+        click.option("--backend-option", "backend_option", multiple=True, metavar="KEY=VALUE",
+                     help="Option for the backend (repeatable); values are JSON or plain strings."),
         click.option("--template", default="A photo of a {name}.", show_default=True,
                      help="Prompt template; {name} is the class display name."),
         click.option("--gpt", is_flag=True, help="Expand prompts with GPT-2."),
@@ -63,9 +66,12 @@ def _generate_options(f):
         click.option("--cpu", is_flag=True, help="Run the CLIP filter on the CPU (keeps GPU memory for the generator)."),
         click.option("--sd-model", default="stable-diffusion-v1-5/stable-diffusion-v1-5", show_default=True,
                      help="diffusers text-to-image pipeline: hub id or local folder."),
-        click.option("--steps", type=int, default=50, show_default=True, help="Denoising steps."),
-        click.option("--guidance", type=float, default=7.5, show_default=True, help="Classifier-free guidance scale."),
-        click.option("--resolution", type=int, default=512, show_default=True, help="Image size in pixels (multiple of 8)."),
+        click.option("--steps", type=int, help="Denoising steps [default: the model family's, e.g. 50 for SD, "
+                     "1 for Turbo]."),
+        click.option("--guidance", type=float, help="Classifier-free guidance scale [default: the family's, "
+                     "e.g. 7.5 for SD 1.x, 5.0 for SDXL, 0 for Turbo]."),
+        click.option("--resolution", type=int, help="Image size in pixels, a multiple of 8 [default: the model's "
+                     "native size, e.g. 512 for SD 1.5, 1024 for SDXL]."),
         click.option("--negative-prompt", help="Negative prompt for every image."),
         click.option("--scheduler", type=click.Choice(["pndm", "ddim", "dpm++", "euler", "euler-a"]),
                      help="Replace the model's scheduler [default: the model's own]."),
@@ -92,6 +98,21 @@ def _generate_options(f):
     return f
 
 
+def parse_backend_options(pairs) -> dict:
+    import json
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--backend-option wants KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options
+
+
 def build_config(opts: dict):
     """Validated RunConfig from CLI options; raises UserError before any model loads."""
     from imaginarynet.classes import load_classes
@@ -99,6 +120,7 @@ def build_config(opts: dict):
 
     opts = dict(opts)
     opts["safety_checker"] = not opts.pop("no_safety_checker")
+    opts["backend_options"] = parse_backend_options(opts.pop("backend_option", ()))
     classes = load_classes(opts["classfile"])
     return validate(RunConfig(classes=classes, **opts))
 
@@ -124,6 +146,27 @@ def generate(**opts):
         sys.exit(1)
     if result.shortfalls and cfg.strict:
         sys.exit(1)
+
+
+@cli.command()
+def backends():
+    """List the text-to-image backends: built-in, installed plugins, and whether they import."""
+    from imaginarynet.backends.base import load_backend_class, registered
+
+    for spec in registered().values():
+        try:
+            cls = load_backend_class(spec)
+            status = "ok" if _deps_import(cls) else "missing dependencies"
+        except UserError as exc:
+            status = f"broken: {str(exc).split(': ', 1)[-1]}"
+        click.echo(f"{spec.name:<18} {spec.source:<28} {spec.target}  [{status}]")
+
+
+def _deps_import(cls) -> bool:
+    """A backend lists the modules it needs in `requires` (built-ins do); all must import."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in getattr(cls, "requires", ()))
 
 
 @cli.command()

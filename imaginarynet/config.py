@@ -14,7 +14,6 @@ from pathlib import Path
 from imaginarynet.classes import ImageClass
 from imaginarynet.errors import UserError
 
-BACKENDS = ("stablediffusion", "dalle-mini")
 SCHEDULERS = ("pndm", "ddim", "dpm++", "euler", "euler-a")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 
@@ -32,12 +31,13 @@ class RunConfig:
     per_class: int | None = None
     seed: int = 0
     backend: str = "stablediffusion"
+    backend_options: dict = field(default_factory=dict)
     template: str = "A photo of a {name}."
     # Stable Diffusion
     sd_model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    steps: int = 50
-    guidance: float = 7.5
-    resolution: int = 512
+    steps: int | None = None  # None: the model family's default (sd_families.py)
+    guidance: float | None = None
+    resolution: int | None = None
     negative_prompt: str | None = None
     scheduler: str | None = None
     safety_checker: bool = True
@@ -68,13 +68,15 @@ class RunConfig:
     overwrite: bool = False
     quiet: bool = False
     quotas: list[int] = field(default_factory=list)
+    family: dict = field(default_factory=dict)  # what the SD model's files said about its defaults
 
     def data_options(self) -> dict:
         opts = {k: v for k, v in asdict(self).items() if k not in RUNTIME_OPTIONS}
         opts["classes"] = [[c.label, c.name] for c in self.classes]
         opts.pop("num")  # quotas say it all (and --num vs --per-class may agree)
         opts.pop("per_class")
-        if self.backend != "stablediffusion":
+        opts.pop("family")
+        if self.backend == "dalle-mini":  # plugins may use the generic diffusion options
             for k in ("sd_model", "steps", "guidance", "resolution", "negative_prompt", "scheduler",
                       "safety_checker"):
                 opts.pop(k)
@@ -130,13 +132,14 @@ def validate(cfg: RunConfig) -> RunConfig:
 
         cfg.num = num
         cfg.quotas = split_quota(num, n)
-    if cfg.backend not in BACKENDS:
-        raise UserError(f"unknown backend {cfg.backend!r} (available: {', '.join(BACKENDS)})")
+    from imaginarynet.backends.base import check_backend_options
+
+    cfg.backend_options = check_backend_options(cfg)  # also: unknown backend, broken plugin
     if not 0.0 <= cfg.threshold <= 1.0:
         raise UserError(f"--threshold must be within [0, 1] (got {cfg.threshold})")
-    if cfg.resolution < 8 or cfg.resolution % 8:
+    if cfg.resolution is not None and (cfg.resolution < 8 or cfg.resolution % 8):
         raise UserError(f"--resolution must be a positive multiple of 8 (got {cfg.resolution})")
-    if cfg.steps < 1:
+    if cfg.steps is not None and cfg.steps < 1:
         raise UserError(f"--steps must be at least 1 (got {cfg.steps})")
     if cfg.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1 (got {cfg.batch_size})")
@@ -160,7 +163,22 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.clip:
         check_model_ref("--clip-pretrained", cfg.clip_pretrained)
     _check_writable(cfg.outputdir)
+    _fill_model_defaults(cfg)
     return cfg
+
+
+def _fill_model_defaults(cfg: RunConfig) -> None:
+    """Steps, guidance and resolution the user left unset come from the model family."""
+    if cfg.backend == "stablediffusion":
+        from imaginarynet.backends.sd_families import family_defaults
+
+        cfg.family = family_defaults(cfg.sd_model)
+        defaults = cfg.family
+    else:
+        defaults = {"steps": 50, "guidance": 7.5, "resolution": 512}
+    for key in ("steps", "guidance", "resolution"):
+        if getattr(cfg, key) is None:
+            setattr(cfg, key, defaults[key])
 
 
 def _check_writable(out: Path) -> None:

@@ -97,6 +97,42 @@ def build_tiny_sd(folder: Path, safety_checker: bool = False) -> Path:
     return _mark(folder)
 
 
+def build_tiny_sdxl(folder: Path) -> Path:
+    """A StableDiffusionXLPipeline (two text encoders, text_time conditioning), 64 px native."""
+    folder = Path(folder)
+    if _done(folder):
+        return folder
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    tokenizer = _clip_tokenizer(folder / "_tok")
+    text_cfg = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
+                    bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                    pad_token_id=tokenizer.pad_token_id)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), norm_num_groups=32,
+        projection_class_embeddings_input_dim=8 * 6 + 32, cross_attention_dim=64)
+    vae = AutoencoderKL(
+        block_out_channels=(32, 32, 32, 32), in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=32, sample_size=64, layers_per_block=1)
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1, timestep_spacing="leading")
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=CLIPTextModel(CLIPTextConfig(**text_cfg)), tokenizer=tokenizer,
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text_cfg)), tokenizer_2=tokenizer,
+        unet=unet, scheduler=scheduler)
+    pipe.save_pretrained(folder)
+    shutil.rmtree(folder / "_tok")
+    return _mark(folder)
+
+
 def _tiny_safety_checker():
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPImageProcessor

@@ -29,9 +29,9 @@ def tiny_sd_args(tiny) -> list[str]:
     return ["--sd-model", str(tiny["sd"]), "--steps", "2", "--resolution", "64"]
 
 
-def run_cli(args: list[str], timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], timeout: float = 300, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
     """The real console entry point in a fresh process."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(env or os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, "-m", "imaginarynet", *map(str, args)], capture_output=True,
                           text=True, timeout=timeout, env=env, **kw)
 

@@ -24,6 +24,9 @@ CASES = {
     "template without name": (["--template", "a photo"], "--template must contain {name}"),
     "unknown option": (["--bogus"], "No such option"),
     "bad dtype": (["--dtype", "fp8"], "fp8"),
+    "backend option syntax": (["--backend-option", "novalue"], "--backend-option wants KEY=VALUE"),
+    "unknown backend option": (["--backend-option", "turbo=1"], "unknown --backend-option 'turbo'"),
+    "sd model offline": (["--sd-model", "someone/not-cached"], "imaginarynet download --sd-model someone/not-cached"),
 }
 
 
@@ -53,12 +56,13 @@ def test_bad_class_files(content, message, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_missing_optional_dependency_names_the_extra(tmp_path):
+def test_missing_optional_dependency_names_the_extra(tmp_path, tiny):
     """With diffusers hidden, the SD backend says which extra to install."""
     code = (
         "import sys; sys.modules['diffusers'] = None\n"
         "from imaginarynet.cli import main\n"
-        f"main(['--classfile', 'voc', '--num', '20', '--outputdir', {str(tmp_path / 'out')!r}])\n"
+        f"main(['--classfile', 'voc', '--num', '20', '--outputdir', {str(tmp_path / 'out')!r}, "
+        f"'--sd-model', {str(tiny['sd'])!r}])\n"
     )
     import subprocess
     import sys

@@ -28,8 +28,26 @@ def torch_dtype(name: str, device: str):
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
+OPTIONS = {  # --backend-option name -> what it switches on (all save memory on small GPUs)
+    "vae_slicing": "decode the batch one image at a time",
+    "vae_tiling": "decode each image in tiles",
+    "attention_slicing": "compute attention in slices",
+}
+
+
 class StableDiffusionBackend:
     name = "stablediffusion"
+    requires = ("torch", "diffusers", "transformers")
+
+    @classmethod
+    def validate_options(cls, options: dict) -> dict:
+        for key, value in options.items():
+            if key not in OPTIONS:
+                raise UserError(f"stablediffusion: unknown --backend-option {key!r} "
+                                f"(known: {', '.join(sorted(OPTIONS))})")
+            if not isinstance(value, bool):
+                raise UserError(f"stablediffusion: --backend-option {key} wants true or false, got {value!r}")
+        return options
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -58,6 +76,17 @@ class StableDiffusionBackend:
             pipe.scheduler = sched_cls.from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe.to(self.device)
+        for key, on in cfg.backend_options.items():
+            if on:
+                self._enable(key)
+
+    def _enable(self, key: str) -> None:
+        pipe = self.pipe
+        target = pipe.vae if key.startswith("vae_") and hasattr(pipe, "vae") else pipe
+        method = getattr(target, f"enable_{key.removeprefix('vae_')}", None) or getattr(pipe, f"enable_{key}", None)
+        if method is None:
+            raise UserError(f"stablediffusion: {type(pipe).__name__} does not support {key}")
+        method()
 
     def generate(self, requests: list[Request]) -> list[Generated]:
         import numpy as np
@@ -90,7 +119,8 @@ class StableDiffusionBackend:
         return results
 
     def describe(self) -> dict:
-        info = {"backend": self.name, "model": self.cfg.sd_model, "device": self.device}
+        info = {"backend": self.name, "model": self.cfg.sd_model, "device": self.device,
+                "family": self.cfg.family, "options": self.cfg.backend_options}
         if self.pipe is not None:
             info.update(pipeline=type(self.pipe).__name__, scheduler=type(self.pipe.scheduler).__name__,
                         dtype=str(self.dtype).replace("torch.", ""),

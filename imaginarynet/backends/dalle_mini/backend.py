@@ -19,6 +19,7 @@ WORDS_FILE = "enwiki-words-frequency.txt"
 
 class DalleMiniBackend:
     name = "dalle-mini"
+    requires = ("jax", "flax", "transformers", "ftfy", "emoji", "unidecode")
 
     def __init__(self, cfg):
         self.cfg = cfg
