@@ -32,15 +32,21 @@ def _fetch(ref: str, filename: str) -> dict | None:
         path = local / filename
         return json.loads(path.read_text()) if path.exists() else None
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     try:
         return json.loads(Path(hf_hub_download(ref, filename)).read_text())
-    except EntryNotFoundError:
+    except EntryNotFoundError as exc:
+        if isinstance(exc, LocalEntryNotFoundError):  # offline and not cached, not "no such file"
+            raise _unavailable(ref, filename, exc) from exc
         return None
     except Exception as exc:
-        raise UserError(f"--sd-model {ref}: cannot read its {filename} ({type(exc).__name__}); "
-                        f"on a machine with internet run `imaginarynet download --sd-model {ref}`") from exc
+        raise _unavailable(ref, filename, exc) from exc
+
+
+def _unavailable(ref: str, filename: str, exc: Exception) -> UserError:
+    return UserError(f"--sd-model {ref}: cannot read its {filename} ({type(exc).__name__}); "
+                     f"on a machine with internet run `imaginarynet download --sd-model {ref}`")
 
 
 def family_defaults(ref: str) -> dict:
