@@ -92,6 +92,10 @@ def _generate_options(f):
         click.option("--device", help="torch/jax device for everything, e.g. cuda:0 or cpu [default: cuda if present]."),
         click.option("--overwrite", is_flag=True, help="Delete a previous run in --outputdir and start again."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary table."),
+        click.option("--log-json", type=click.Path(path_type=Path, dir_okay=False),
+                     help="Append machine-readable events to FILE: one JSON line per batch."),
+        click.option("--no-report", "no_report", is_flag=True, help="Skip OUT/report/index.html at the end."),
+        click.option("--dry-run", is_flag=True, help="Print the plan (quotas, models, layout, disk) and load nothing."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -120,6 +124,7 @@ def build_config(opts: dict):
 
     opts = dict(opts)
     opts["safety_checker"] = not opts.pop("no_safety_checker")
+    opts["report"] = not opts.pop("no_report")
     opts["backend_options"] = parse_backend_options(opts.pop("backend_option", ()))
     classes = load_classes(opts["classfile"])
     return validate(RunConfig(classes=classes, **opts))
@@ -132,6 +137,11 @@ def generate(**opts):
     from imaginarynet.pipeline import format_table, generate as run
 
     cfg = build_config(opts)
+    if cfg.dry_run:
+        from imaginarynet.dryrun import describe_plan
+
+        click.echo(describe_plan(cfg))
+        return
     say = (lambda *a: None) if cfg.quiet else (lambda msg: click.echo(msg, err=True))
     result = run(cfg, log=say)
     if not result.already_done:
@@ -146,6 +156,32 @@ def generate(**opts):
         sys.exit(1)
     if result.shortfalls and cfg.strict:
         sys.exit(1)
+
+
+@cli.command()
+@_generate_options
+@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Download here instead of the default Hugging Face / open_clip caches "
+              "(then set HF_HUB_CACHE to it for the runs).")
+def download(cache_dir, **opts):
+    """Fetch every model a run with these options needs, for nodes without internet."""
+    from imaginarynet.download import download_models
+
+    opts["dry_run"] = True  # validate the options without touching --outputdir or loading models
+    cfg = build_config(opts)
+    for line in download_models(cfg, cache_dir, log=lambda m: click.echo(m, err=True)):
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("outputdir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+def report(outputdir):
+    """Write OUTPUTDIR/report/index.html: per-class statistics, CLIP histograms, contact sheets."""
+    from imaginarynet.reader import read_dataset
+    from imaginarynet.report import write_report
+
+    read_dataset(outputdir)  # a finished run, or a clear error
+    click.echo(write_report(outputdir))
 
 
 @cli.command()

@@ -19,7 +19,7 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 
 # Options that never change what ends up in the dataset.
 RUNTIME_OPTIONS = {"outputdir", "batch_size", "device", "cpu", "overwrite", "quiet", "strict",
-                   "keep_rejected", "classfile"}
+                   "keep_rejected", "classfile", "log_json", "report", "dry_run"}
 
 
 @dataclass
@@ -67,6 +67,9 @@ class RunConfig:
     cpu: bool = False
     overwrite: bool = False
     quiet: bool = False
+    log_json: Path | None = None
+    report: bool = True
+    dry_run: bool = False
     quotas: list[int] = field(default_factory=list)
     family: dict = field(default_factory=dict)  # what the SD model's files said about its defaults
 
@@ -101,6 +104,7 @@ class RunConfig:
     def to_json(self) -> dict:
         d = asdict(self)
         d["outputdir"] = str(self.outputdir)
+        d["log_json"] = str(self.log_json) if self.log_json else None
         d["classes"] = [[c.label, c.name] for c in self.classes]
         return d
 
@@ -162,7 +166,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         check_model_ref("--gpt-model", cfg.gpt_model)
     if cfg.clip:
         check_model_ref("--clip-pretrained", cfg.clip_pretrained)
-    _check_writable(cfg.outputdir)
+    if not cfg.dry_run:  # a dry run creates nothing
+        _check_writable(cfg.outputdir)
     _fill_model_defaults(cfg)
     return cfg
 
@@ -170,9 +175,14 @@ def validate(cfg: RunConfig) -> RunConfig:
 def _fill_model_defaults(cfg: RunConfig) -> None:
     """Steps, guidance and resolution the user left unset come from the model family."""
     if cfg.backend == "stablediffusion":
-        from imaginarynet.backends.sd_families import family_defaults
+        from imaginarynet.backends.sd_families import GENERIC, family_defaults
 
-        cfg.family = family_defaults(cfg.sd_model)
+        try:
+            cfg.family = family_defaults(cfg.sd_model)
+        except UserError:
+            if not cfg.dry_run:
+                raise
+            cfg.family = {"steps": GENERIC[1], "guidance": GENERIC[2], "resolution": 512}  # a plan, not a run
         defaults = cfg.family
     else:
         defaults = {"steps": 50, "guidance": 7.5, "resolution": 512}

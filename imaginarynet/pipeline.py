@@ -11,6 +11,7 @@ import platform
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -83,22 +84,43 @@ class Stages:
         return info
 
 
-def run_batch(cfg: RunConfig, stages: Stages, batch: list[tuple[int, int]]):
+class StageTimer:
+    """Wall-clock seconds spent per stage, for run.json and the report."""
+
+    def __init__(self, previous: dict | None = None):
+        self.seconds = dict(previous or {})
+
+    @contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+    def rounded(self) -> dict:
+        return {k: round(v, 3) for k, v in self.seconds.items()}
+
+
+def run_batch(cfg: RunConfig, stages: Stages, batch: list[tuple[int, int]], timer: StageTimer):
     """Generate and judge one batch; returns ledger records and the images to stage."""
     classes = cfg.classes
     prompts: dict[tuple[int, int], str] = {}
-    for ci in sorted({ci for ci, _ in batch}):
-        ks = [k for c, k in batch if c == ci]
-        prompts.update(zip(((ci, k) for k in ks), stages.prompts.prompts(classes[ci], ks)))
+    with timer("prompts"):
+        for ci in sorted({ci for ci, _ in batch}):
+            ks = [k for c, k in batch if c == ci]
+            prompts.update(zip(((ci, k) for k in ks), stages.prompts.prompts(classes[ci], ks)))
     requests = [Request(prompts[ci, k], attempt_seed(cfg.seed, classes[ci].label, k)) for ci, k in batch]
-    generated = stages.backend.generate(requests)
+    with timer("generate"):
+        generated = stages.backend.generate(requests)
     scores = [None] * len(batch)
     if stages.filter is not None:
         judged = [i for i, g in enumerate(generated) if g.image is not None]
         candidates = [Candidate(generated[i].image, batch[i][0], classes[batch[i][0]].label, batch[i][1],
                                 requests[i].prompt) for i in judged]
-        for i, s in zip(judged, stages.filter.score(candidates)):
-            scores[i] = s
+        with timer("filter"):
+            for i, s in zip(judged, stages.filter.score(candidates)):
+                scores[i] = s
     records, writes = [], []
     for (ci, k), req, gen, score in zip(batch, requests, generated, scores):
         label = classes[ci].label
@@ -159,41 +181,80 @@ def generate(cfg: RunConfig, log=print) -> RunResult:
     caps = [cfg.max_attempts_for(q) for q in cfg.quotas]
     sched = AttemptScheduler(cfg.quotas, caps, labels, ledger.by_class())
     models = {}
+    timer = StageTimer((previous or {}).get("timings"))
+    events = EventLog(cfg.log_json)
+    events.write("start", outputdir=str(cfg.outputdir), target=sum(cfg.quotas), kept=sum(
+        min(k, q) for k, q in zip(sched.kept, cfg.quotas)))
     if not sched.done():
         stages = Stages(cfg, out)
-        stages.load()
+        with timer("load"):
+            stages.load()
         models = stages.describe()
-        _generate_loop(cfg, stages, sched, ledger, out)
-    entries = _finalize(cfg, ledger, out)
-    from imaginarynet.check import check_voc, format_problems
+        _generate_loop(cfg, stages, sched, ledger, out, timer, events)
+    with timer("finalize"):
+        entries = _finalize(cfg, ledger, out)
+        from imaginarynet.check import check_voc, format_problems
 
-    problems = format_problems(check_voc(out.root, labels), out.root)
+        problems = format_problems(check_voc(out.root, labels), out.root)
     table = summary_table(cfg, sched)
     shortfalls = sched.shortfalls()
     info.update(status="complete", models=models or (previous or {}).get("models", {}), shortfalls=shortfalls,
                 counts={"kept": len(entries), "target": sum(cfg.quotas), "attempts": sum(sched.attempted)},
-                per_class=table, seconds=round(time.time() - started, 2), check=problems or "ok")
+                per_class=table, seconds=round(time.time() - started, 2), check=problems or "ok",
+                timings=timer.rounded())
     out.write_run(info)
+    events.write("end", kept=len(entries), target=sum(cfg.quotas), shortfalls=[s["class"] for s in shortfalls])
+    events.close()
+    if cfg.report:
+        from imaginarynet.report import write_report
+
+        write_report(out.root)
     return RunResult(complete=not shortfalls, kept=len(entries), target=sum(cfg.quotas),
                      shortfalls=shortfalls, table=table, problems=problems)
 
 
-def _generate_loop(cfg, stages, sched, ledger, out) -> None:
+class EventLog:
+    """--log-json: one JSON object per line and event (start, every batch, end), flushed at once."""
+
+    def __init__(self, path):
+        self.file = open(path, "a", encoding="utf-8") if path else None
+
+    def write(self, event: str, **fields) -> None:
+        if self.file:
+            self.file.write(json.dumps({"event": event, "time": round(time.time(), 3), **fields}) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+
+
+def _generate_loop(cfg, stages, sched, ledger, out, timer: StageTimer, events: EventLog) -> None:
     progress = Progress(cfg, sched)
     pending = None  # (futures, records) of the previous batch, appended once its files exist
     with ThreadPoolExecutor(max_workers=4) as pool:
         try:
             while batch := sched.next_batch(cfg.batch_size):
-                records, writes = run_batch(cfg, stages, batch)
+                start = time.perf_counter()
+                records, writes = run_batch(cfg, stages, batch, timer)
                 sched.record(records)
                 futures = [pool.submit(lambda p, im: atomic_write_bytes(out.state / p, encode_jpeg(im)), p, im)
                            for p, im in writes]
                 if pending:
-                    _commit(ledger, *pending)
+                    with timer("write"):
+                        _commit(ledger, *pending)
                 pending = (futures, records)
                 progress.update()
+                per_class: dict[str, list[int]] = {}
+                for r in records:
+                    per_class.setdefault(r["class"], [0, 0])[0] += 1
+                    per_class[r["class"]][1] += r["status"] == "kept"
+                events.write("batch", attempts=len(records), kept=sum(v[1] for v in per_class.values()),
+                             classes={c: {"attempts": a, "kept": k} for c, (a, k) in per_class.items()},
+                             seconds=round(time.perf_counter() - start, 3))
             if pending:
-                _commit(ledger, *pending)
+                with timer("write"):
+                    _commit(ledger, *pending)
         finally:
             progress.close()
 

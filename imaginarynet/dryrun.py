@@ -1,0 +1,89 @@
+"""`--dry-run`: what a run would do, without loading any model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+JPEG_BYTES_PER_PIXEL = 0.4  # JPEG quality 95 of generated photos, measured order of magnitude
+
+
+def _hub_cached(ref: str, filename: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(ref, filename), str)
+    except Exception:
+        return False
+
+
+def model_status(ref: str, filename: str = "config.json") -> str:
+    path = ref[len("local-dir:"):] if ref.startswith("local-dir:") else ref
+    if Path(path).expanduser().exists():
+        return "local"
+    return "in the local cache" if _hub_cached(ref, filename) else "NOT in the local cache (imaginarynet download)"
+
+
+def models_of(cfg) -> list[tuple[str, str, str]]:
+    """(role, reference, status) of every model the run would load."""
+    models = []
+    if cfg.backend == "stablediffusion":
+        models.append(("generator", cfg.sd_model, model_status(cfg.sd_model, "model_index.json")))
+    elif cfg.backend == "dalle-mini":
+        models.append(("generator", cfg.dalle_model, model_status(cfg.dalle_model)))
+        models.append(("image decoder", cfg.vqgan_model, model_status(cfg.vqgan_model)))
+    else:
+        models.append(("generator", f"plugin backend {cfg.backend}", "-"))
+    if cfg.gpt:
+        models.append(("prompts", cfg.gpt_model, model_status(cfg.gpt_model)))
+    if cfg.clip:
+        models.append(("filter", f"{cfg.clip_model} / {cfg.clip_pretrained}", clip_status(cfg)))
+    return models
+
+
+def clip_status(cfg) -> str:
+    from imaginarynet.filters.clip import model_spec
+
+    name, tag = model_spec(cfg.clip_model, cfg.clip_pretrained)
+    if tag is None or Path(tag).expanduser().exists():
+        return model_status(name if tag is None else tag)
+    try:
+        import open_clip
+
+        hub = (open_clip.get_pretrained_cfg(name, tag) or {}).get("hf_hub", "")
+    except ImportError:
+        return "open_clip not installed: pip install 'imaginarynet[clip]'"
+    if not hub:
+        return f"unknown pretrained tag {tag!r} for {name}"
+    repo = hub.rstrip("/")
+    cached = any(_hub_cached(repo, f) for f in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))
+    return "in the local cache" if cached else "NOT in the local cache (imaginarynet download)"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def describe_plan(cfg) -> str:
+    size = 256 if cfg.backend == "dalle-mini" else cfg.resolution
+    total = sum(cfg.quotas)
+    width = max(len(c.label) for c in cfg.classes)
+    lines = [f"Plan for {cfg.outputdir} (dry run: nothing is loaded or written)", "",
+             f"{'class':<{width}}  display name / quota / attempts"]
+    for c, q in zip(cfg.classes, cfg.quotas):
+        cap = cfg.max_attempts_for(q)
+        attempts = f"{q}" if not cfg.clip else f"{q} or more, at most {cap}"
+        lines.append(f"{c.label:<{width}}  {c.name!r} / {q} / {attempts}")
+    lines += ["", f"images: {total} at {size}x{size} px, batch size {cfg.batch_size}, seed {cfg.seed}"]
+    if cfg.backend != "dalle-mini":
+        lines.append(f"sampling: {cfg.steps} steps, guidance {cfg.guidance}, scheduler {cfg.scheduler or 'model default'}"
+                     + (f" (family {cfg.family.get('family')})" if cfg.family.get("family") else ""))
+    lines += ["", "models:"] + [f"  {role:<13} {ref}  [{status}]" for role, ref, status in models_of(cfg)]
+    disk = total * size * size * JPEG_BYTES_PER_PIXEL
+    lines += ["", "output:",
+              f"  {cfg.outputdir}/VOC2007/{{Annotations,JPEGImages,ImageSets/Main}}  (ids 000001..{total:06d})",
+              f"  {cfg.outputdir}/metadata.jsonl, prompts/<label>.txt, run.json, report/index.html",
+              f"  estimated disk use: {human_bytes(disk)}"]
+    return "\n".join(lines)

@@ -1,0 +1,167 @@
+"""`imaginarynet report OUT`: a self-contained HTML page to look at a dataset before training on it.
+
+OUT/report/index.html (no external URL, works from file://) with the run's
+options, a per-class table, CLIP score histograms (matplotlib PNG, threshold
+marked), a contact sheet per class (prompt and score on hover and in the
+caption, rejected samples when --keep-rejected kept them), prompt diversity
+(unique prompts, distinct-1/2) and time per stage. Reads only files on disk.
+"""
+from __future__ import annotations
+
+import html
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from imaginarynet.fsutil import atomic_write_text
+from imaginarynet.ledger import Ledger
+
+THUMB = 128
+MAX_THUMBS = 48
+MAX_REJECTED = 12
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th:first-child,td:first-child{text-align:left}.short{color:#b00;font-weight:bold}
+.sheet{display:flex;flex-wrap:wrap;gap:6px}figure{margin:0;width:128px;font-size:11px}
+figure img{width:128px;height:128px;object-fit:cover;display:block}figure.rejected img{outline:3px solid #b00}
+code{white-space:pre-wrap}
+"""
+
+
+def distinct_n(prompts: list[str], n: int) -> float | None:
+    """Distinct n-grams over all n-grams of the prompts (1.0: no n-gram repeats)."""
+    grams = [tuple(words[i:i + n]) for p in prompts for words in [p.lower().split()]
+             for i in range(len(words) - n + 1)]
+    return round(len(set(grams)) / len(grams), 4) if grams else None
+
+
+def class_stats(run: dict, ledger_by_class: dict, meta: list[dict]) -> list[dict]:
+    kept_by_class = defaultdict(int)
+    for m in meta:
+        kept_by_class[m["class"]] += 1
+    rows = []
+    for row in run.get("per_class", []):
+        label = row["class"]
+        recs = ledger_by_class.get(label, [])
+        prompts = [r["prompt"] for r in recs]
+        rows.append({
+            "class": label, "target": row["target"], "kept": kept_by_class[label], "attempts": len(recs),
+            "acceptance": round(sum(r["status"] == "kept" for r in recs) / len(recs), 4) if recs else None,
+            "short": max(0, row["target"] - kept_by_class[label]),
+            "unique_prompts": len(set(prompts)), "distinct_1": distinct_n(prompts, 1),
+            "distinct_2": distinct_n(prompts, 2),
+        })
+    return rows
+
+
+def _histogram(path: Path, label: str, recs: list[dict], threshold: float | None) -> bool:
+    scores = [(r["score"]["prob"], r["status"] == "kept") for r in recs if r.get("score")]
+    if not scores:
+        return False
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(4, 2.4), dpi=80)
+    bins = [i / 20 for i in range(21)]
+    ax.hist([s for s, k in scores if k], bins=bins, color="#2a7", label="kept")
+    ax.hist([s for s, k in scores if not k], bins=bins, color="#c44", alpha=0.7, label="rejected")
+    if threshold is not None:
+        ax.axvline(threshold, color="k", linestyle="--", label=f"threshold {threshold:g}")
+    ax.set(title=label, xlabel="CLIP probability of own class", xlim=(0, 1))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return True
+
+
+def _thumb(src: Path, dst: Path) -> bool:
+    from PIL import Image
+
+    if dst.exists():
+        return True
+    try:
+        with Image.open(src) as im:
+            im = im.convert("RGB")
+            im.thumbnail((THUMB, THUMB))
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            im.save(dst, format="JPEG", quality=85)
+        return True
+    except OSError:
+        return False
+
+
+def _figure(img: str, caption: str, title: str, rejected: bool = False) -> str:
+    cls = ' class="rejected"' if rejected else ""
+    return (f'<figure{cls}><img src="{html.escape(img)}" title="{html.escape(title)}" alt="">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def write_report(root: Path) -> Path:
+    root = Path(root)
+    out = root / "report"
+    run = json.loads((root / "run.json").read_text())
+    meta = [json.loads(line) for line in (root / "metadata.jsonl").read_text().splitlines()]
+    by_class = Ledger(root / ".state" / "ledger.jsonl").by_class() if (root / ".state").exists() else {}
+    opts = run["options"]
+    threshold = opts.get("threshold") if opts.get("clip") else None
+    rows = class_stats(run, by_class, meta)
+
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>ImaginaryNet report: {html.escape(root.name)}"
+             f"</title><style>{_CSS}</style></head><body>",
+             f"<h1>ImaginaryNet report</h1><p>{html.escape(str(root))}: {len(meta)} images kept of "
+             f"{run['counts']['target']} targeted, {run['counts']['attempts']} attempts.</p>"]
+    shown = ["backend", "sd_model", "dalle_model", "steps", "guidance", "resolution", "scheduler", "template", "gpt",
+             "gpt_model", "clip", "clip_model", "clip_pretrained", "threshold", "seed", "classfile"]
+    parts.append("<h2>Options</h2><table>" + "".join(
+        f"<tr><td>{k}</td><td>{html.escape(str(opts.get(k)))}</td></tr>" for k in shown if k in opts) + "</table>")
+    head = ["class", "target", "kept", "attempts", "acceptance", "short", "unique prompts", "distinct-1", "distinct-2"]
+    parts.append("<h2>Classes</h2><table id='classes'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>")
+    for r in rows:
+        acc = "-" if r["acceptance"] is None else f"{r['acceptance']:.0%}"
+        cells = [r["class"], r["target"], r["kept"], r["attempts"], acc, r["short"] or "", r["unique_prompts"],
+                 r["distinct_1"], r["distinct_2"]]
+        cls = " class='short'" if r["short"] else ""
+        parts.append(f"<tr{cls} data-class='{html.escape(r['class'])}'>" +
+                     "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    parts.append("</table>")
+    timings = run.get("timings") or {}
+    if timings:
+        parts.append("<h2>Time per stage</h2><table>" + "".join(
+            f"<tr><td>{k}</td><td>{v:.1f} s</td></tr>" for k, v in timings.items()) + "</table>")
+
+    meta_by_class = defaultdict(list)
+    for m in meta:
+        meta_by_class[m["class"]].append(m)
+    for r in rows:
+        label = r["class"]
+        parts.append(f"<h2 id='class-{html.escape(label)}'>{html.escape(label)}</h2>")
+        hist = out / f"hist_{label}.png"
+        if _histogram(hist, label, by_class.get(label, []), threshold):
+            parts.append(f"<img src='{hist.name}' alt='CLIP scores of {html.escape(label)}'>")
+        figures = []
+        for m in meta_by_class[label][:MAX_THUMBS]:
+            thumb = f"thumbs/{m['id']}.jpg"
+            if _thumb(root / m["file_name"], out / thumb):
+                score = f" · p={m['clip']['prob']:.2f}" if m.get("clip") else ""
+                figures.append(_figure(thumb, f"{m['id']}{score}", f"{m['prompt']}{score}"))
+        rejected_dir = root / "rejected" / label
+        ledger_by_k = {rec["k"]: rec for rec in by_class.get(label, [])}
+        for path in sorted(rejected_dir.glob("*.jpg"))[:MAX_REJECTED] if rejected_dir.exists() else []:
+            thumb = f"thumbs/rejected_{label}_{path.stem}.jpg"
+            rec = ledger_by_k.get(int(path.stem), {})
+            score = f" · p={rec['score']['prob']:.2f} (top-1 {rec['score']['top1']})" if rec.get("score") else ""
+            if _thumb(path, out / thumb):
+                figures.append(_figure(thumb, f"rejected #{int(path.stem)}{score}", f"{rec.get('prompt', '')}{score}",
+                                       rejected=True))
+        parts.append("<div class='sheet'>" + "".join(figures) + "</div>")
+    parts.append("</body></html>\n")
+    atomic_write_text(out / "index.html", "\n".join(parts))
+    return out / "index.html"
