@@ -19,7 +19,8 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 
 # Options that never change what ends up in the dataset.
 RUNTIME_OPTIONS = {"outputdir", "batch_size", "device", "cpu", "overwrite", "quiet", "strict",
-                   "keep_rejected", "classfile", "log_json", "report", "dry_run"}
+                   "keep_rejected", "classfile", "log_json", "report", "dry_run", "compile", "cpu_offload",
+                   "tf32"}
 
 
 @dataclass
@@ -65,6 +66,9 @@ class RunConfig:
     dtype: str = "auto"
     device: str | None = None
     cpu: bool = False
+    compile: bool = False
+    cpu_offload: bool = False
+    tf32: bool = False
     overwrite: bool = False
     quiet: bool = False
     log_json: Path | None = None

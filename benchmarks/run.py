@@ -1,0 +1,305 @@
+"""ImaginaryNet benchmarks: ratios measured side by side in one run, on small random models.
+
+    python benchmarks/run.py [--quick] [--write benchmarks/RESULTS.md]
+
+Each line compares ImaginaryNet with a baseline doing the same work on the same model in the same
+process (or the same kind of process), so the ratios hold on any machine; absolute images/s are
+printed too (with the device). Models come from imaginarynet.testing (random weights, real formats).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROWS: list[tuple[str, str, str, str]] = []  # (benchmark, measured, target, verdict)
+
+
+def row(name: str, measured: str, target: str, ok: bool | None) -> None:
+    verdict = "-" if ok is None else ("pass" if ok else "FAIL")
+    ROWS.append((name, measured, target, verdict))
+    print(f"{name}: {measured} (target {target}) {verdict}", flush=True)
+
+
+def best_of(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def make_config(**kw):
+    from imaginarynet.classes import ImageClass
+    from imaginarynet.config import RunConfig, validate
+
+    classes = [ImageClass(label, label) for label in ("dog", "cat", "bird", "horse")]
+    base = dict(classfile="bench", classes=classes, quiet=True, report=False, overwrite=True)
+    base.update(kw)
+    return validate(RunConfig(**base))
+
+
+# ------------------------------------------------------------------ 1. pipeline overhead
+def bench_overhead(models, work: Path, n: int, steps: int, res: int, bs: int) -> None:
+    import torch
+    from diffusers import AutoPipelineForText2Image
+
+    from imaginarynet.pipeline import generate
+
+    def bare():
+        pipe = AutoPipelineForText2Image.from_pretrained(str(models["sd"]))
+        pipe.set_progress_bar_config(disable=True)
+        out = work / "bare"
+        out.mkdir(exist_ok=True)
+        for start in range(0, n, bs):
+            count = min(bs, n - start)
+            gens = [torch.Generator().manual_seed(start + i) for i in range(count)]
+            images = pipe(["A photo of a dog."] * count, num_inference_steps=steps, height=res, width=res,
+                          generator=gens).images
+            for i, im in enumerate(images):
+                im.save(out / f"{start + i:06d}.jpg", quality=95)
+
+    def ours():
+        generate(make_config(num=n, outputdir=work / "ours", sd_model=str(models["sd"]), steps=steps,
+                             resolution=res, batch_size=bs))
+
+    bare(), ours()  # warm-up: file caches, lazy imports
+    t_bare, t_ours = best_of(bare, 2), best_of(ours, 2)
+    ratio = t_bare / t_ours
+    row(f"1. end-to-end imaginarynet vs bare diffusers loop ({n} images, {res}px, {steps} steps, batch {bs})",
+        f"{n / t_ours:.2f} vs {n / t_bare:.2f} img/s, ratio {ratio:.3f}", ">= 0.95", ratio >= 0.95)
+
+
+# ------------------------------------------------------------------ 2. original design
+def bench_original(models, work: Path, n: int, steps: int, res: int, bs: int) -> None:
+    import open_clip
+    import torch
+    from diffusers import AutoPipelineForText2Image
+    from transformers import pipeline as hf_pipeline
+
+    from imaginarynet.filters.clip import decide
+    from imaginarynet.pipeline import generate
+
+    labels = ["dog", "cat", "bird", "horse"]
+    clip_ref = f"local-dir:{models['clip']}"
+
+    def original():
+        """One GPT-2 call per prompt, one image per SD call, CLIP loaded for every image."""
+        gpt = hf_pipeline("text-generation", model=str(models["gpt2"]))
+        sd = AutoPipelineForText2Image.from_pretrained(str(models["sd"]))
+        sd.set_progress_bar_config(disable=True)
+        for i in range(n):
+            label = labels[i % len(labels)]
+            prompt = gpt(f"A photo of a {label}", max_length=15, do_sample=True, num_return_sequences=1,
+                         pad_token_id=gpt.tokenizer.eos_token_id)[0]["generated_text"]
+            image = sd(prompt, num_inference_steps=steps, height=res, width=res,
+                       generator=torch.Generator().manual_seed(i)).images[0]
+            model, _, preprocess = open_clip.create_model_and_transforms(clip_ref)
+            tok = open_clip.get_tokenizer(clip_ref)
+            with torch.no_grad():
+                img = model.encode_image(preprocess(image)[None])
+                txt = model.encode_text(tok([f"a photo of a {x}" for x in labels]))
+                img, txt = img / img.norm(dim=-1, keepdim=True), txt / txt.norm(dim=-1, keepdim=True)
+            decide((img @ txt.T)[0].numpy(), i % len(labels), 0.0, labels)
+            image.save(work / f"orig_{i:06d}.jpg", quality=95)
+
+    def ours():  # the same number of attempts: one attempt per image, no refill
+        generate(make_config(num=n, outputdir=work / "ours-gc", sd_model=str(models["sd"]), steps=steps,
+                             resolution=res, batch_size=bs, gpt=True, gpt_model=str(models["gpt2"]), clip=True,
+                             clip_pretrained=clip_ref, threshold=0.0, max_attempts=n // len(labels)))
+
+    t_orig, t_ours = best_of(original, 1), best_of(ours, 1)
+    speedup = t_orig / t_ours
+    row(f"2. --gpt --clip vs the original design ({n} attempts)",
+        f"{n / t_ours:.2f} vs {n / t_orig:.2f} attempts/s, {speedup:.1f}x", ">= 5x", speedup >= 5)
+
+
+# ------------------------------------------------------------------ 3. CLIP filter throughput
+def bench_clip(models, n: int, bs: int) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from imaginarynet.filters import Candidate
+    from imaginarynet.filters.clip import ClipFilter
+
+    cfg = make_config(num=4, outputdir=Path(tempfile.mkdtemp()), clip=True,
+                      clip_pretrained=f"local-dir:{models['clip']}", sd_model=str(models["sd"]), device="cpu")
+    flt = ClipFilter(cfg)
+    flt.load()
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)) for _ in range(n)]
+    batches = [images[i:i + bs] for i in range(0, n, bs)]
+
+    def raw():
+        with torch.inference_mode():
+            for b in batches:
+                flt.model.encode_image(torch.stack([flt.preprocess(im) for im in b]))
+
+    def ours():
+        for b in batches:
+            flt.score([Candidate(im, 0, "dog", 0, "p") for im in b])
+
+    raw(), ours()
+    t_raw, t_ours = best_of(raw, 3), best_of(ours, 3)
+    ratio = t_raw / t_ours
+    row(f"3. CLIP filter vs raw open_clip encode_image ({n} images, batch {bs})",
+        f"{n / t_ours:.1f} vs {n / t_raw:.1f} img/s, ratio {ratio:.3f}", ">= 0.90", ratio >= 0.90)
+
+
+# ------------------------------------------------------------------ 4. GPT-2 batched
+def bench_gpt(models, n: int) -> None:
+    import torch
+
+    from imaginarynet.prompts.gpt2 import GPT2Expander
+
+    cfg = make_config(num=4, outputdir=Path(tempfile.mkdtemp()), gpt=True, gpt_model=str(models["gpt2"]),
+                      sd_model=str(models["sd"]), device="cpu")
+    state = Path(tempfile.mkdtemp())
+
+    def ours():
+        exp = GPT2Expander(cfg, state / str(time.perf_counter()))  # a fresh cache every time
+        exp.load()
+        exp.prompts(cfg.classes[0], list(range(n)))
+
+    exp = GPT2Expander(cfg, state / "x")
+    exp.load()
+    model, tok = exp.model, exp.tokenizer
+    ids = tok("A photo of a dog", return_tensors="pt").input_ids
+
+    def per_prompt():
+        for i in range(n):
+            torch.manual_seed(i)
+            model.generate(ids, do_sample=True, top_k=50, max_length=15, pad_token_id=tok.eos_token_id)
+
+    ours(), per_prompt()
+    t_ours, t_one = best_of(ours, 2), best_of(per_prompt, 2)
+    speedup = t_one / t_ours
+    row(f"4. GPT-2 prompts, batched blocks vs one call per prompt ({n} prompts)",
+        f"{n / t_ours:.0f} vs {n / t_one:.0f} prompts/s, {speedup:.1f}x", ">= 5x", speedup >= 5)
+
+
+# ------------------------------------------------------------------ 5. finished re-run, 6. memory
+def cli(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "imaginarynet", *map(str, args)]
+
+
+def peak_rss_mb(cmd: list[str]) -> float:
+    code = ("import resource, subprocess, sys\n"
+            f"subprocess.run({cmd!r}, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip()) / 1024
+
+
+def bench_rerun_and_memory(models, work: Path, n: int) -> None:
+    classes = work / "classes.txt"
+    classes.write_text("dog\ncat\nbird\nhorse\n")
+    base = ["--classfile", classes, "--sd-model", models["sd"], "--steps", 2, "--resolution", 64, "--quiet",
+            "--no-report", "--batch-size", 8]
+    out = work / "rerun"
+    subprocess.run(cli(base + ["--num", 8, "--outputdir", out]), check=True)
+    t = best_of(lambda: subprocess.run(cli(base + ["--num", 8, "--outputdir", out]), check=True), 3)
+    row("5. re-running a finished run (fresh process, no model loaded)", f"{t:.2f} s", "< 1 s", t < 1.0)
+    small = peak_rss_mb(cli(base + ["--num", n, "--outputdir", work / "mem-small"]))
+    large = peak_rss_mb(cli(base + ["--num", 10 * n, "--outputdir", work / "mem-large"]))
+    growth = large / small - 1
+    row(f"6. peak RSS, --num {n} vs --num {10 * n}", f"{small:.0f} MB vs {large:.0f} MB (+{growth:.1%})",
+        "< +10%", growth < 0.10)
+
+
+# ------------------------------------------------------------------ 7. DALL·E mini decoder
+def bench_dalle(fixtures: Path) -> None:
+    import jax
+    import numpy as np
+
+    from imaginarynet.backends.dalle_mini import dallebart as db
+    from imaginarynet.backends.dalle_mini.loading import config_from, load_params
+    from imaginarynet.backends.dalle_mini.shapes import count, dallebart_shapes
+
+    folder = fixtures / "dalle_mini" / "dallebart"
+    if not folder.exists():
+        row("7. DALL·E mini cached decoder", "skipped: fixtures not found", "-", None)
+        return
+    params, cfg = load_params(folder), config_from(db.DalleBartConfig, folder)
+    batch = 8
+    ids = np.tile(np.array([[0, 346, 350, 262, 2] + [1] * 11], np.int32), (batch, 1))
+    mask = (ids != 1).astype(np.int32)
+    greedy = db.Sampling(do_sample=False)
+    jax.block_until_ready(db.generate(params, cfg, ids, mask, sampling=greedy))  # compile once
+    jax.block_until_ready(db.generate_uncached(params, cfg, ids, mask))  # compile every prefix length
+    t_cached = best_of(lambda: jax.block_until_ready(db.generate(params, cfg, ids, mask, sampling=greedy)), 5)
+    t_full = best_of(lambda: jax.block_until_ready(db.generate_uncached(params, cfg, ids, mask)), 3)
+    tokens = batch * cfg.image_length
+    row(f"7a. DALL·E decoder, KV cache vs full recompute (tiny, batch {batch}, CPU)",
+        f"{tokens / t_cached:.0f} vs {tokens / t_full:.0f} tokens/s, {t_full / t_cached:.1f}x", "-", None)
+
+    def memory(c, param_bytes, act_bytes, guided=True):
+        params_b = count(dallebart_shapes(c)) * param_bytes
+        heads_dim = c.d_model
+        kv = 2 * c.decoder_layers * batch * c.image_length * heads_dim * act_bytes * (2 if guided else 1)
+        cross = 2 * c.decoder_layers * batch * c.max_text_length * heads_dim * act_bytes * (2 if guided else 1)
+        return params_b, kv + cross
+
+    mega = db.DalleBartConfig(
+        d_model=2048, encoder_layers=24, decoder_layers=24, encoder_attention_heads=32, decoder_attention_heads=32,
+        encoder_ffn_dim=4096, decoder_ffn_dim=4096, encoder_vocab_size=50272, image_vocab_size=16415,
+        image_length=256, max_text_length=64, decoder_start_token_id=16384, eos_token_id=16385)
+    for name, c, nbytes in (("tiny fp32", cfg, 4), ("mega fp16 (computed)", mega, 2)):
+        p, kv = memory(c, nbytes, nbytes)
+        row(f"7b. DALL·E memory, batch {batch} with super-conditioning, {name}",
+            f"params {p / 2**20:.1f} MiB, KV caches {kv / 2**20:.1f} MiB", "-", None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke test of the benchmarks)")
+    ap.add_argument("--write", type=Path, help="write the table to this markdown file")
+    ap.add_argument("--only", nargs="*", type=int, help="run only these benchmark numbers")
+    args = ap.parse_args()
+    from imaginarynet.testing import build_tiny_models
+
+    models = build_tiny_models()
+    fixtures = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+    q = args.quick
+    want = set(args.only or range(1, 8))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if 1 in want:
+            bench_overhead(models, work, n=8 if q else 32, steps=4 if q else 10, res=128, bs=8)
+        if 2 in want:
+            bench_original(models, work, n=8 if q else 32, steps=2, res=64, bs=8)
+        if 3 in want:
+            bench_clip(models, n=32 if q else 256, bs=32)
+        if 4 in want:
+            bench_gpt(models, n=32 if q else 128)
+        if 5 in want or 6 in want:
+            bench_rerun_and_memory(models, work, n=20 if q else 40)
+        if 7 in want:
+            bench_dalle(fixtures)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    table = ["| benchmark | measured | target | |", "|---|---|---|---|"] + [
+        f"| {a} | {b} | {c} | {d} |" for a, b, c, d in ROWS]
+    print("\n" + "\n".join(table))
+    if args.write:
+        import torch
+
+        device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
+        header = (f"# Benchmark results\n\nMachine: {machine}; device: {device}; "
+                  f"{time.strftime('%Y-%m-%d')}. Command: `python benchmarks/run.py`"
+                  f"{' --quick' if q else ''}.\n\n")
+        args.write.write_text(header + "\n".join(table) + "\n")
+
+
+if __name__ == "__main__":
+    main()
