@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from imaginarynet.errors import UserError
+from imaginarynet.errors import UserError, WorkerDiedError
 
 
 class DefaultGroup(click.Group):
@@ -93,6 +93,14 @@ def _generate_options(f):
                      help="torch.compile the denoiser (minutes of warm-up, then faster; for long runs)."),
         click.option("--cpu-offload", is_flag=True, help="Keep models on the CPU until used (GPUs with ~8 GB)."),
         click.option("--tf32", is_flag=True, help="Allow TF32 matmuls on Ampere and newer GPUs."),
+        click.option("--workers", type=int, default=1, show_default=True,
+                     help="Worker processes on --device (the CPU, for instance), each pulling work units."),
+        click.option("--devices", help="One worker per device: cuda:0,cuda:1,... or 'all'."),
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Where workers run: local processes, or Ray actors (pip install 'imaginarynet[ray]')."),
+        click.option("--ray-address", help="Ray cluster to join (default: start a local one)."),
+        click.option("--shard", metavar="I/N", help="Run slice I of N (a job array task); the last slice to "
+                     "finish assembles the dataset."),
         click.option("--device", help="torch/jax device for everything, e.g. cuda:0 or cpu [default: cuda if present]."),
         click.option("--overwrite", is_flag=True, help="Delete a previous run in --outputdir and start again."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary table."),
@@ -148,6 +156,8 @@ def generate(**opts):
         return
     say = (lambda *a: None) if cfg.quiet else (lambda msg: click.echo(msg, err=True))
     result = run(cfg, log=say)
+    if result.shard_only:
+        return
     if not result.already_done:
         if not cfg.quiet:
             click.echo(format_table(result.table), err=True)
@@ -232,6 +242,28 @@ def demo(outputdir, num, overwrite, quiet):
     click.echo("\nThe images are noise: these models have random weights. With real weights on a GPU, run:\n"
                "  imaginarynet --num 10000 --classfile voc --gpt --clip --backend stablediffusion "
                "--outputdir out", err=True)
+
+
+@cli.command()
+@click.argument("outputdir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--device", help="Device, if attempts are still missing and models must run.")
+@click.option("--quiet", "-q", is_flag=True)
+def finalize(outputdir, device, quiet):
+    """Assemble a dataset from --shard runs (the last shard does this by itself)."""
+    import json
+
+    from imaginarynet.config import config_from_run
+    from imaginarynet.pipeline import format_table, generate as run
+
+    run_json = outputdir / "run.json"
+    if not run_json.exists():
+        raise UserError(f"{outputdir} has no run.json: nothing to finalize")
+    cfg = config_from_run(json.loads(run_json.read_text()), outputdir=outputdir, shard=None, finalize=True,
+                          device=device, quiet=quiet, overwrite=False)
+    result = run(cfg, log=lambda m: click.echo(m, err=True))
+    if not quiet and result.table:
+        click.echo(format_table(result.table), err=True)
+    click.echo(f"{result.kept}/{result.target} images in {outputdir / 'VOC2007'}", err=True)
 
 
 @cli.command()
@@ -369,6 +401,10 @@ def main(argv=None):
     except click.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except WorkerDiedError as exc:
+        click.echo(f"imaginarynet: error: {exc}; finished work is kept, run the same command again to resume",
+                   err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         click.echo("interrupted; run the same command again to resume", err=True)
         sys.exit(130)

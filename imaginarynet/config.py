@@ -20,7 +20,7 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Options that never change what ends up in the dataset.
 RUNTIME_OPTIONS = {"outputdir", "batch_size", "device", "cpu", "overwrite", "quiet", "strict",
                    "keep_rejected", "classfile", "log_json", "report", "dry_run", "compile", "cpu_offload",
-                   "tf32"}
+                   "tf32", "workers", "devices", "engine", "ray_address", "shard", "finalize"}
 
 
 @dataclass
@@ -69,6 +69,12 @@ class RunConfig:
     compile: bool = False
     cpu_offload: bool = False
     tf32: bool = False
+    workers: int = 1
+    devices: str | None = None
+    engine: str = "local"
+    ray_address: str | None = None
+    shard: str | None = None
+    finalize: bool = False
     overwrite: bool = False
     quiet: bool = False
     log_json: Path | None = None
@@ -149,6 +155,21 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UserError(f"--resolution must be a positive multiple of 8 (got {cfg.resolution})")
     if cfg.steps is not None and cfg.steps < 1:
         raise UserError(f"--steps must be at least 1 (got {cfg.steps})")
+    if cfg.workers < 1:
+        raise UserError(f"--workers must be at least 1 (got {cfg.workers})")
+    if cfg.devices and cfg.workers > 1:
+        raise UserError("give --devices (one worker per device) or --workers, not both")
+    if cfg.shard:
+        from imaginarynet.executors.shards import parse_shard
+
+        parse_shard(cfg.shard)
+    if cfg.engine not in ("local", "ray"):
+        raise UserError(f"--engine must be local or ray (got {cfg.engine!r})")
+    if cfg.engine == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise UserError("--engine ray needs the 'ray' package: pip install 'imaginarynet[ray]'")
     if cfg.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1 (got {cfg.batch_size})")
     if cfg.max_attempts is not None and cfg.max_attempts < 1:
@@ -203,3 +224,14 @@ def _check_writable(out: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise UserError(f"--outputdir {out} is not writable: {exc.strerror or exc}") from exc
+
+
+def config_from_run(run: dict, **overrides) -> RunConfig:
+    """The RunConfig a run.json was written with (for finalize), with runtime overrides."""
+    from dataclasses import fields
+
+    opts = {f.name: run["options"][f.name] for f in fields(RunConfig) if f.name in run["options"]}
+    opts["classes"] = [ImageClass(label, name) for label, name in opts["classes"]]
+    opts["outputdir"] = Path(opts["outputdir"])
+    opts.update(overrides)
+    return RunConfig(**opts)

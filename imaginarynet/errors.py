@@ -22,3 +22,7 @@ def require(module: str, extra: str, feature: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependency(module.split(".")[0], extra, feature) from exc
+
+
+class WorkerDiedError(Exception):
+    """A worker process or actor failed; reported in one line, exit status 1."""

@@ -13,8 +13,9 @@ from pathlib import Path
 
 
 class Ledger:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, read_only: bool = False):
         self.path = Path(path)
+        self.read_only = read_only  # another process may be appending: never cut its tail
         self.records: list[dict] = []
         self.batches = 0
         self._load()
@@ -38,7 +39,7 @@ class Ledger:
                 self.records.extend(pending)
                 self.batches += 1
                 pending, good_end = [], offset
-        if good_end != len(data):
+        if good_end != len(data) and not self.read_only:
             with open(self.path, "r+b") as f:
                 f.truncate(good_end)
 

@@ -37,6 +37,7 @@ class RunResult:
     shortfalls: list[dict] = field(default_factory=list)
     table: list[dict] = field(default_factory=list)
     problems: str = ""  # what `imaginarynet check` found in the written dataset
+    shard_only: bool = False  # a --shard that finished its slice; another shard assembles the dataset
 
 
 def encode_jpeg(image) -> bytes:
@@ -54,6 +55,21 @@ def package_versions() -> dict:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+def worker_devices(cfg: RunConfig) -> list[str]:
+    """One entry per worker: --devices (a list or 'all'), else --workers copies of --device."""
+    if cfg.devices:
+        if cfg.devices == "all":
+            import torch
+
+            n = torch.cuda.device_count()
+            return [f"cuda:{i}" for i in range(n)] if n else ["cpu"]
+        return [d.strip() for d in cfg.devices.split(",") if d.strip()]
+    from imaginarynet.backends.base import resolve_device
+
+    return [cfg.device or resolve_device(None)] * cfg.workers if cfg.workers > 1 or cfg.engine == "ray" \
+        else [cfg.device or ""]
 
 
 class Stages:
@@ -176,21 +192,49 @@ def generate(cfg: RunConfig, log=print) -> RunResult:
         "versions": package_versions(), "command": sys.argv,
     }
     out.write_run(info)
-    ledger = Ledger(out.ledger)
     labels = [c.label for c in cfg.classes]
     caps = [cfg.max_attempts_for(q) for q in cfg.quotas]
-    sched = AttemptScheduler(cfg.quotas, caps, labels, ledger.by_class())
     models = {}
     timer = StageTimer((previous or {}).get("timings"))
     events = EventLog(cfg.log_json)
+    stages = None
+    if cfg.shard:
+        from imaginarynet.executors import shards
+
+        i, n = shards.parse_shard(cfg.shard)
+        shard_ledger = Ledger(shards.shard_ledger(out.state, i, n))
+        sched = shards.ShardScheduler(cfg, out.state, i, n, shard_ledger.by_class())
+        if not sched.done():
+            stages = Stages(cfg, out)
+            with timer("load"):
+                stages.load()
+            _generate_loop(cfg, stages, sched, shard_ledger, out, timer, events)
+        if not shards.finish_shard(out.state, i, n, len(shard_ledger.records)):
+            log(f"shard {i}/{n} finished ({len(shard_ledger.records)} attempts); the last shard to finish "
+                "assembles the dataset")
+            return RunResult(complete=False, shard_only=True)
+    if cfg.shard or cfg.finalize:
+        from imaginarynet.executors import shards
+
+        ledger = Ledger(out.ledger)
+        shards.merge_shard_ledgers(out.state, ledger)
+    else:
+        ledger = Ledger(out.ledger)
+    sched = AttemptScheduler(cfg.quotas, caps, labels, ledger.by_class())
     events.write("start", outputdir=str(cfg.outputdir), target=sum(cfg.quotas), kept=sum(
         min(k, q) for k, q in zip(sched.kept, cfg.quotas)))
+    devices = worker_devices(cfg)
     if not sched.done():
-        stages = Stages(cfg, out)
-        with timer("load"):
-            stages.load()
+        if len(devices) > 1 or cfg.engine == "ray":
+            models = _parallel_loop(cfg, devices, sched, ledger, timer, events)
+        else:
+            if stages is None:
+                stages = Stages(cfg, out)
+                with timer("load"):
+                    stages.load()
+            _generate_loop(cfg, stages, sched, ledger, out, timer, events)
+    if stages is not None:
         models = stages.describe()
-        _generate_loop(cfg, stages, sched, ledger, out, timer, events)
     with timer("finalize"):
         entries = _finalize(cfg, ledger, out)
         from imaginarynet.check import check_voc, format_problems
@@ -229,7 +273,18 @@ class EventLog:
             self.file.close()
 
 
+def _batch_event(events: EventLog, records: list[dict], seconds: float, **extra) -> None:
+    per_class: dict[str, dict] = {}
+    for r in records:
+        c = per_class.setdefault(r["class"], {"attempts": 0, "kept": 0})
+        c["attempts"] += 1
+        c["kept"] += r["status"] == "kept"
+    events.write("batch", attempts=len(records), kept=sum(c["kept"] for c in per_class.values()),
+                 classes=per_class, seconds=round(seconds, 3), **extra)
+
+
 def _generate_loop(cfg, stages, sched, ledger, out, timer: StageTimer, events: EventLog) -> None:
+    """One worker in this process: JPEG writes of batch i overlap the generation of batch i+1."""
     progress = Progress(cfg, sched)
     pending = None  # (futures, records) of the previous batch, appended once its files exist
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -245,18 +300,41 @@ def _generate_loop(cfg, stages, sched, ledger, out, timer: StageTimer, events: E
                         _commit(ledger, *pending)
                 pending = (futures, records)
                 progress.update()
-                per_class: dict[str, list[int]] = {}
-                for r in records:
-                    per_class.setdefault(r["class"], [0, 0])[0] += 1
-                    per_class[r["class"]][1] += r["status"] == "kept"
-                events.write("batch", attempts=len(records), kept=sum(v[1] for v in per_class.values()),
-                             classes={c: {"attempts": a, "kept": k} for c, (a, k) in per_class.items()},
-                             seconds=round(time.perf_counter() - start, 3))
+                _batch_event(events, records, time.perf_counter() - start)
             if pending:
                 with timer("write"):
                     _commit(ledger, *pending)
         finally:
             progress.close()
+
+
+def _parallel_loop(cfg, devices, sched, ledger, timer: StageTimer, events: EventLog) -> dict:
+    """Several workers (processes or Ray actors); returns the models the first worker loaded."""
+    progress = Progress(cfg, sched)
+    models: dict = {}
+
+    def on_unit(records, seconds, worker):
+        ledger.append_batch(records)
+        sched.record(records)
+        for stage, secs in seconds.items():
+            timer.seconds[stage] = timer.seconds.get(stage, 0.0) + secs
+        progress.update()
+        _batch_event(events, records, sum(seconds.values()), worker=worker)
+
+    try:
+        if cfg.engine == "ray":
+            from imaginarynet.executors.ray import run_ray
+
+            per_worker = run_ray(cfg, devices, sched, on_unit, models.update)
+        else:
+            from imaginarynet.executors.local import run_local
+
+            per_worker = run_local(cfg, devices, sched, on_unit, lambda m: models or models.update(m))
+    finally:
+        progress.close()
+    models["workers"] = {"engine": cfg.engine, "devices": devices,
+                         "attempts_per_worker": [per_worker[i] for i in sorted(per_worker)]}
+    return models
 
 
 def _commit(ledger: Ledger, futures, records) -> None:

@@ -20,49 +20,100 @@ def attempt_seed(run_seed: int, label: str, k: int) -> int:
     return int.from_bytes(digest[:8], "little") & 0x7FFFFFFF
 
 
+SHARD_BLOCK = 8  # attempts per block when --shard splits the work
+
+
+def shard_owner(class_index: int, k: int, shards: int) -> int:
+    """Blocks go round-robin, shifted per class so small quotas still spread over the shards."""
+    return (class_index + k // SHARD_BLOCK) % shards
+
+
 class AttemptScheduler:
     """Decides which attempts (class index, k) to run next, from the ledger's state alone.
 
-    A batch takes, class by class, as many attempts as each class still needs to
-    fill its quota, within its attempt cap. Because the choice depends only on
-    completed batches, a resumed run issues exactly the batches an uninterrupted
-    run would have.
+    For each class it walks the attempts in order, as a sequential run would,
+    counting finished accepted attempts, and counting attempts in flight as if
+    they will be accepted; every attempt it passes that has not run yet is
+    issued, until the quota would be met or the cap is reached. So the dataset
+    (the first q accepted attempts) is the same whatever runs in parallel, and
+    attempts missing below the frontier (a worker died) are run first. With one
+    worker nothing is in flight when a batch is chosen: the choice depends only
+    on completed batches, and a resumed run issues exactly the batches an
+    uninterrupted run would have.
+
+    `owns(i, k)` restricts what this scheduler may issue (a --shard's blocks);
+    attempts it does not own and that have not finished count as in flight.
     """
 
-    def __init__(self, quotas: list[int], caps: list[int], labels: list[str], by_class: dict):
+    def __init__(self, quotas: list[int], caps: list[int], labels: list[str], by_class: dict, owns=None):
         self.quotas, self.caps, self.labels = quotas, caps, labels
-        self.next_k = [0] * len(labels)
-        self.kept = [0] * len(labels)
-        self.attempted = [0] * len(labels)
+        self.owns = owns or (lambda i, k: True)
+        n = len(labels)
+        self.status = [dict() for _ in range(n)]  # k -> accepted, for finished attempts
+        self.inflight = [set() for _ in range(n)]
+        self.settled = [0] * n  # every attempt below this has finished...
+        self.settled_kept = [0] * n  # ...and this many of them were accepted
         self.index = {label: i for i, label in enumerate(labels)}
         for recs in by_class.values():
             self.record(recs)
 
+    @property
+    def kept(self) -> list[int]:
+        return [sum(st.values()) for st in self.status]
+
+    @property
+    def attempted(self) -> list[int]:
+        return [len(st) for st in self.status]
+
     def record(self, records) -> None:
         for rec in records:
             i = self.index[rec["class"]]
-            self.next_k[i] = max(self.next_k[i], rec["k"] + 1)
-            self.attempted[i] += 1
-            self.kept[i] += rec["status"] == "kept"
+            k = rec["k"]
+            self.inflight[i].discard(k)
+            self.status[i].setdefault(k, rec["status"] == "kept")  # a repeated attempt keeps its first record
+            st = self.status[i]
+            while self.settled[i] in st:
+                self.settled_kept[i] += st[self.settled[i]]
+                self.settled[i] += 1
 
-    def need(self, i: int) -> int:
-        return max(0, min(self.quotas[i] - self.kept[i], self.caps[i] - self.next_k[i]))
+    def wanted(self, i: int, limit: int) -> list[int]:
+        """Attempts of class i that a sequential run would still need, not yet running."""
+        out: list[int] = []
+        count, k = self.settled_kept[i], self.settled[i]
+        st, flying = self.status[i], self.inflight[i]
+        while count < self.quotas[i] and k < self.caps[i] and len(out) < limit:
+            if k in st:
+                count += st[k]
+            else:
+                if k not in flying and self.owns(i, k):
+                    out.append(k)
+                count += 1  # optimistic: running or to run
+            k += 1
+        return out
 
     def next_batch(self, size: int) -> list[tuple[int, int]]:
+        """The next attempts to run, marked in flight until record() sees them."""
         batch: list[tuple[int, int]] = []
         for i in range(len(self.labels)):
-            take = min(self.need(i), size - len(batch))
-            batch.extend((i, self.next_k[i] + j) for j in range(take))
+            for k in self.wanted(i, size - len(batch)):
+                self.inflight[i].add(k)
+                batch.append((i, k))
             if len(batch) == size:
                 break
         return batch
 
+    def release(self, batch: list[tuple[int, int]]) -> None:
+        """A batch that will not complete: its attempts are wanted again."""
+        for i, k in batch:
+            self.inflight[i].discard(k)
+
     def done(self) -> bool:
-        return all(self.need(i) == 0 for i in range(len(self.labels)))
+        return all(not self.inflight[i] and not self.wanted(i, 1) for i in range(len(self.labels)))
 
     def shortfalls(self) -> list[dict]:
+        kept, attempted = self.kept, self.attempted
         return [
-            {"class": label, "kept": min(self.kept[i], self.quotas[i]), "target": self.quotas[i],
-             "attempts": self.attempted[i]}
-            for i, label in enumerate(self.labels) if self.kept[i] < self.quotas[i]
+            {"class": label, "kept": min(kept[i], self.quotas[i]), "target": self.quotas[i],
+             "attempts": attempted[i]}
+            for i, label in enumerate(self.labels) if kept[i] < self.quotas[i]
         ]

@@ -1,0 +1,98 @@
+"""One worker process per device (spawned), each fed units over its own pipe; the parent owns the
+ledger, the scheduler and the progress bar. A worker that dies stops the run cleanly: finished
+units are in the ledger, and the same command again resumes."""
+from __future__ import annotations
+
+import traceback
+
+from imaginarynet.errors import UserError
+from imaginarynet.errors import WorkerDiedError as WorkerDied
+
+PREFETCH = 2  # units queued per worker, so no worker waits for the parent
+
+
+def _worker_main(cfg, device: str, conn) -> None:
+    from imaginarynet.executors.worker import UnitWorker
+
+    try:
+        worker = UnitWorker(cfg, device)
+        conn.send(("ready", worker.describe()))
+        while (task := conn.recv()) is not None:
+            uid, batch = task
+            records, seconds = worker.run(batch)
+            conn.send(("done", (uid, records, seconds)))
+    except UserError as exc:
+        conn.send(("usererror", str(exc)))
+    except BaseException as exc:  # report anything, in one line, then die
+        last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        where = f" ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})" if last else ""
+        conn.send(("error", f"{type(exc).__name__}: {exc}{where}"))
+        raise SystemExit(1)
+
+
+def run_local(cfg, devices: list[str], sched, on_unit, on_ready) -> dict[int, int]:
+    """Run until the scheduler is done. on_unit(records, seconds, worker) commits a finished unit.
+    Returns attempts per worker."""
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("spawn")  # CUDA and JAX do not survive fork
+    pipes = [ctx.Pipe() for _ in devices]
+    procs = [ctx.Process(target=_worker_main, args=(cfg, d, child), daemon=True)
+             for d, (_, child) in zip(devices, pipes)]
+    for p in procs:
+        p.start()
+    conns = [parent for parent, _ in pipes]
+    owner = {c: i for i, c in enumerate(conns)}
+    pending: dict[int, dict[int, list]] = {i: {} for i in range(len(procs))}  # worker -> uid -> batch
+    per_worker = {i: 0 for i in range(len(procs))}
+    uid = 0
+
+    def died(i: int) -> WorkerDied:
+        procs[i].join(timeout=1)
+        return WorkerDied(f"worker {i} ({devices[i]}) died with exit code {procs[i].exitcode}")
+
+    try:
+        while True:
+            for i in range(len(procs)):
+                while len(pending[i]) < PREFETCH and (batch := sched.next_batch(cfg.batch_size)):
+                    pending[i][uid] = batch
+                    conns[i].send((uid, batch))
+                    uid += 1
+            if not any(pending.values()):
+                break
+            for conn in wait(conns + [p.sentinel for p in procs], timeout=1.0):
+                if conn not in owner:  # a process sentinel: that worker exited
+                    i = next(j for j, p in enumerate(procs) if p.sentinel == conn)
+                    if pending[i] or procs[i].exitcode:
+                        raise died(i)
+                    continue
+                i = owner[conn]
+                try:
+                    kind, payload = conn.recv()
+                except (EOFError, OSError):
+                    raise died(i) from None
+                if kind == "usererror":
+                    raise UserError(f"worker {i} ({devices[i]}): {payload}")
+                if kind == "error":
+                    raise WorkerDied(f"worker {i} ({devices[i]}) failed: {payload}")
+                if kind == "ready":
+                    on_ready(payload)
+                    continue
+                done_uid, records, seconds = payload
+                pending[i].pop(done_uid)
+                per_worker[i] += len(records)
+                on_unit(records, seconds, i)
+    finally:
+        for conn, p in zip(conns, procs):
+            try:
+                if p.is_alive():
+                    conn.send(None)
+            except OSError:
+                pass
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.terminate()
+                p.join()
+    return per_worker

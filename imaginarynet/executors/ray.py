@@ -1,0 +1,57 @@
+"""--engine ray: the same work units on Ray actors (one per GPU with num_gpus=1, or CPU actors).
+
+Actors write staged images straight into the output directory, so on a cluster it
+must be on a filesystem every node sees; the driver owns the ledger and the scheduler.
+"""
+from __future__ import annotations
+
+from imaginarynet.errors import UserError, WorkerDiedError, require
+
+PREFETCH = 2
+
+
+def run_ray(cfg, devices: list[str], sched, on_unit, on_ready) -> dict[int, int]:
+    ray = require("ray", "ray", "--engine ray")
+    from imaginarynet.executors.worker import UnitWorker
+
+    if not ray.is_initialized():
+        local = {} if cfg.ray_address else {"num_cpus": max(len(devices), 1)}
+        ray.init(address=cfg.ray_address, include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True, **local)
+    gpus = all(d.startswith("cuda") for d in devices)
+    actor_cls = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1)(UnitWorker)
+    # Ray hands each GPU actor its own device (CUDA_VISIBLE_DEVICES): inside, it is cuda:0.
+    actors = [actor_cls.remote(cfg, "cuda:0" if gpus else d) for d in devices]
+    try:
+        on_ready(ray.get(actors[0].describe.remote()))
+    except ray.exceptions.RayError as exc:
+        raise _explain(exc, 0) from exc
+    per_worker = {i: 0 for i in range(len(actors))}
+    running: dict = {}  # object ref -> (actor index, batch)
+    idle = [i for i in range(len(actors)) for _ in range(PREFETCH)]
+    while True:
+        while idle and (batch := sched.next_batch(cfg.batch_size)):
+            i = idle.pop(0)
+            running[actors[i].run.remote(batch)] = (i, batch)
+        if not running:
+            break
+        ready, _ = ray.wait(list(running), num_returns=1)
+        i, batch = running.pop(ready[0])
+        try:
+            records, seconds = ray.get(ready[0])
+        except ray.exceptions.RayError as exc:
+            raise _explain(exc, i) from exc
+        per_worker[i] += len(records)
+        on_unit(records, seconds, i)
+        idle.append(i)
+    for actor in actors:
+        ray.kill(actor)
+    return per_worker
+
+
+def _explain(exc, index: int) -> Exception:
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, UserError):
+        return UserError(f"ray actor {index}: {cause}")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return WorkerDiedError(f"ray actor {index} failed: {first}")

@@ -1,0 +1,164 @@
+"""Many workers, Ray actors and --shard slices make the same dataset as one worker."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import read_jsonl, run_cli, write_classfile
+from imaginarynet.plan import SHARD_BLOCK, AttemptScheduler, shard_owner
+
+
+def dataset_of(out: Path):
+    """What must be identical: ids, classes, attempts, prompts, seeds (the kept set)."""
+    return [(m["id"], m["class"], m["attempt"], m["prompt"], m["seed"]) for m in read_jsonl(out / "metadata.jsonl")]
+
+
+def assert_same_dataset(a: Path, b: Path):
+    assert dataset_of(a) == dataset_of(b)
+    for m in read_jsonl(a / "metadata.jsonl"):
+        x = np.asarray(Image.open(a / m["file_name"]), float)
+        y = np.asarray(Image.open(b / m["file_name"]), float)
+        assert np.abs(x - y).mean() < 1.0, m["id"]  # float noise only
+
+
+@pytest.fixture(scope="module")
+def setup(tiny, tiny_sd_args, tmp_path_factory):
+    d = tmp_path_factory.mktemp("scale")
+    classes = write_classfile(d / "c.txt", ["dog", "cat", "bird"])
+    plain = ["--num", 18, "--classfile", classes, "--batch-size", 3, *tiny_sd_args]
+    clip = plain + ["--clip", "--clip-pretrained", f"local-dir:{tiny['clip']}", "--threshold", 0.5]
+    single = {}
+    for name, args in (("plain", plain), ("clip", clip)):
+        out = d / f"single-{name}"
+        res = run_cli(args + ["--outputdir", out])
+        assert res.returncode == 0, res.stderr
+        single[name] = out
+    statuses = {r["status"] for r in read_jsonl(single["clip"] / ".state" / "ledger.jsonl")}
+    assert statuses == {"kept", "rejected"}  # the filter really refills
+    return d, {"plain": plain, "clip": clip}, single
+
+
+@pytest.mark.parametrize("kind", ["plain", "clip"])
+def test_two_local_workers(setup, kind):
+    d, args, single = setup
+    out = d / f"workers-{kind}"
+    res = run_cli(args[kind] + ["--outputdir", out, "--workers", 2])
+    assert res.returncode == 0, res.stderr
+    assert_same_dataset(single[kind], out)
+    workers = json.loads((out / "run.json").read_text())["models"]["workers"]
+    assert workers["devices"] == ["cpu", "cpu"] and sum(workers["attempts_per_worker"]) >= 18
+    assert min(workers["attempts_per_worker"]) > 0
+
+
+@pytest.mark.parametrize("kind", ["plain", "clip"])
+def test_ray_local_cluster(setup, kind):
+    pytest.importorskip("ray")
+    d, args, single = setup
+    out = d / f"ray-{kind}"
+    res = run_cli(args[kind] + ["--outputdir", out, "--engine", "ray", "--workers", 2], timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert_same_dataset(single[kind], out)
+    assert json.loads((out / "run.json").read_text())["models"]["workers"]["engine"] == "ray"
+
+
+@pytest.mark.parametrize("kind", ["plain", "clip"])
+def test_shards_then_finalize(setup, kind):
+    d, args, single = setup
+    out = d / f"shards-{kind}"
+    procs = [subprocess.Popen([sys.executable, "-m", "imaginarynet", *map(str, args[kind]), "--outputdir", str(out),
+                               "--shard", f"{i}/2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    markers = sorted(p.name for p in (out / ".state" / "shards").glob("done-*"))
+    assert markers == ["done-0-of-2", "done-1-of-2"]
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"  # the last shard assembled it
+    assert_same_dataset(single[kind], out)
+    shard_attempts = [len(read_jsonl(p)) for p in sorted((out / ".state" / "shards").glob("ledger-*"))]
+    assert all(n > 0 for n in shard_attempts)  # both slices did work
+    assert run_cli(["check", out]).returncode == 0
+
+
+def test_shard_alone_then_finalize_command_fills_the_rest(setup):
+    """Only slice 0 of 2 ever runs: `finalize` runs what is missing and assembles the dataset."""
+    d, args, single = setup
+    out = d / "shard-alone"
+    res = run_cli(args["plain"] + ["--outputdir", out, "--shard", "0/2"])
+    assert res.returncode == 0 and "the last shard to finish assembles the dataset" in res.stderr
+    assert not (out / "metadata.jsonl").exists()
+    res = run_cli(["finalize", out])
+    assert res.returncode == 0, res.stderr
+    assert_same_dataset(single["plain"], out)
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _worker_pids(pid: int) -> list[int]:
+    """Spawned workers: the children running the multiprocessing entry point (not its resource tracker)."""
+    out = []
+    for child in _children(pid):
+        try:
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmd:
+            out.append(child)
+    return out
+
+
+def test_killed_worker_is_reported_and_the_rerun_completes(setup):
+    d, args, single = setup
+    out = d / "killed-worker"
+    cmd = [sys.executable, "-m", "imaginarynet", *map(str, args["plain"]), "--outputdir", str(out), "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ledger = out / ".state" / "ledger.jsonl"
+    deadline = time.time() + 180
+    while not (ledger.exists() and ledger.read_bytes().count(b"\n") >= 3):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    workers = _worker_pids(proc.pid)
+    assert len(workers) == 2
+    os.kill(workers[1], signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    last = err.strip().splitlines()[-1]
+    assert "died with exit code -9" in last and "run the same command again to resume" in last
+    assert "Traceback" not in err
+    res = run_cli(args["plain"] + ["--outputdir", out, "--workers", 2])
+    assert res.returncode == 0, res.stderr
+    assert_same_dataset(single["plain"], out)
+
+
+def test_scheduler_fills_gaps_first_and_respects_shard_ownership():
+    # attempts 0, 2 finished (1 was in flight when a run died): 1 is issued before new ones
+    recs = [{"class": "a", "k": 0, "status": "kept"}, {"class": "a", "k": 2, "status": "rejected"}]
+    sched = AttemptScheduler([3], [12], ["a"], {"a": recs})
+    assert sched.next_batch(3) == [(0, 1), (0, 3)]  # 0 kept + 2 optimistic = 3
+    sched.record([{"class": "a", "k": 1, "status": "rejected"}])
+    assert sched.next_batch(3) == [(0, 4)]  # 3 still in flight
+    # a shard issues only its own blocks, and counts the others' unfinished attempts as in flight
+    owns = lambda c, k: shard_owner(c, k, 2) == 1  # noqa: E731
+    shard = AttemptScheduler([20], [80], ["a"], {}, owns=owns)
+    batch = shard.next_batch(100)
+    assert [k for _, k in batch] == list(range(SHARD_BLOCK, 2 * SHARD_BLOCK)) + list(range(3 * SHARD_BLOCK, 20))
+    assert all(shard_owner(0, k, 2) == 1 for _, k in batch)
+    # with a 2-class plan each class's first block goes to a different shard
+    assert shard_owner(0, 0, 2) != shard_owner(1, 0, 2)
