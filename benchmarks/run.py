@@ -218,6 +218,28 @@ def bench_rerun_and_memory(models, work: Path, n: int) -> None:
         "< +10%", growth < 0.10)
 
 
+# ------------------------------------------------------------------ 8. workers
+def bench_workers(models, work: Path, n: int) -> None:
+    import json
+
+    classes = work / "classes8.txt"
+    classes.write_text("dog\ncat\nbird\nhorse\n")
+    base = ["--classfile", classes, "--sd-model", models["sd"], "--steps", 8, "--resolution", 64, "--quiet",
+            "--no-report", "--batch-size", 4, "--num", n]
+    times, split = {}, None
+    for workers in (1, 2):
+        out = work / f"workers-{workers}"
+        t = time.perf_counter()
+        subprocess.run(cli(base + ["--outputdir", out, "--workers", workers]), check=True)
+        times[workers] = time.perf_counter() - t
+        if workers == 2:
+            split = json.loads((out / "run.json").read_text())["models"]["workers"]["attempts_per_worker"]
+    even = max(split) - min(split) <= 4  # within one block (--batch-size 4)
+    row(f"8a. attempts per worker, --workers 2 ({n} images, block 4)", f"{split}", "within one block", even)
+    row(f"8b. --workers 2 vs --workers 1 on {os.cpu_count()} CPU cores ({n} images, end to end)",
+        f"{n / times[2]:.2f} vs {n / times[1]:.2f} img/s, {times[1] / times[2]:.2f}x", "-", None)
+
+
 # ------------------------------------------------------------------ 7. DALL·E mini decoder
 def bench_dalle(fixtures: Path) -> None:
     import jax
@@ -272,7 +294,7 @@ def main() -> None:
     models = build_tiny_models()
     fixtures = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
     q = args.quick
-    want = set(args.only or range(1, 8))
+    want = set(args.only or range(1, 9))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if 1 in want:
@@ -287,6 +309,8 @@ def main() -> None:
             bench_rerun_and_memory(models, work, n=20 if q else 40)
         if 7 in want:
             bench_dalle(fixtures)
+        if 8 in want:
+            bench_workers(models, work, n=16 if q else 96)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     table = ["| benchmark | measured | target | |", "|---|---|---|---|"] + [
         f"| {a} | {b} | {c} | {d} |" for a, b, c, d in ROWS]

@@ -52,14 +52,16 @@ def run_local(cfg, devices: list[str], sched, on_unit, on_ready) -> dict[int, in
         procs[i].join(timeout=1)
         return WorkerDied(f"worker {i} ({devices[i]}) died with exit code {procs[i].exitcode}")
 
+    ready: set[int] = set()
     try:
         while True:
-            for i in range(len(procs)):
+            # Units go out once every worker has loaded its models, so the split stays even.
+            for i in range(len(procs)) if len(ready) == len(procs) else ():
                 while len(pending[i]) < PREFETCH and (batch := sched.next_batch(cfg.batch_size)):
                     pending[i][uid] = batch
                     conns[i].send((uid, batch))
                     uid += 1
-            if not any(pending.values()):
+            if len(ready) == len(procs) and not any(pending.values()):
                 break
             for conn in wait(conns + [p.sentinel for p in procs], timeout=1.0):
                 if conn not in owner:  # a process sentinel: that worker exited
@@ -77,6 +79,7 @@ def run_local(cfg, devices: list[str], sched, on_unit, on_ready) -> dict[int, in
                 if kind == "error":
                     raise WorkerDied(f"worker {i} ({devices[i]}) failed: {payload}")
                 if kind == "ready":
+                    ready.add(i)
                     on_ready(payload)
                     continue
                 done_uid, records, seconds = payload

@@ -13,6 +13,8 @@ class UnitWorker:
         from imaginarynet.pipeline import Stages
 
         self.cfg = replace(cfg, device=device) if device else cfg
+        if (device or "cpu").startswith("cpu") and cfg.workers > 1:
+            _share_cores(cfg.workers)
         self.out = OutputDir(self.cfg.outputdir)
         self.stages = Stages(self.cfg, self.out)
         self.stages.load()
@@ -30,3 +32,15 @@ class UnitWorker:
             for path, image in writes:  # before the parent's ledger can name them
                 atomic_write_bytes(self.out.state / path, encode_jpeg(image))
         return records, timer.seconds
+
+
+def _share_cores(workers: int) -> None:
+    """CPU workers split the cores instead of each starting a thread per core."""
+    import importlib.util
+    import os
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    if importlib.util.find_spec("torch"):
+        import torch
+
+        torch.set_num_threads(threads)
