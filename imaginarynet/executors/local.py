@@ -46,6 +46,7 @@ def run_local(cfg, devices: list[str], sched, on_unit, on_ready) -> dict[int, in
     owner = {c: i for i, c in enumerate(conns)}
     pending: dict[int, dict[int, list]] = {i: {} for i in range(len(procs))}  # worker -> uid -> batch
     per_worker = {i: 0 for i in range(len(procs))}
+    assigned = [0] * len(procs)
     uid = 0
 
     def died(i: int) -> WorkerDied:
@@ -55,12 +56,16 @@ def run_local(cfg, devices: list[str], sched, on_unit, on_ready) -> dict[int, in
     ready: set[int] = set()
     try:
         while True:
-            # Units go out once every worker has loaded its models, so the split stays even.
-            for i in range(len(procs)) if len(ready) == len(procs) else ():
-                while len(pending[i]) < PREFETCH and (batch := sched.next_batch(cfg.batch_size)):
-                    pending[i][uid] = batch
-                    conns[i].send((uid, batch))
-                    uid += 1
+            # Units go out once every worker has loaded its models, each to a worker with the fewest
+            # attempts so far: the split stays within one unit (identical devices do identical work).
+            while len(ready) == len(procs):
+                i = min(range(len(procs)), key=lambda j: (assigned[j], len(pending[j]), j))
+                if len(pending[i]) >= PREFETCH or not (batch := sched.next_batch(cfg.batch_size)):
+                    break
+                pending[i][uid] = batch
+                assigned[i] += len(batch)
+                conns[i].send((uid, batch))
+                uid += 1
             if len(ready) == len(procs) and not any(pending.values()):
                 break
             for conn in wait(conns + [p.sentinel for p in procs], timeout=1.0):

@@ -28,10 +28,15 @@ def run_ray(cfg, devices: list[str], sched, on_unit, on_ready) -> dict[int, int]
         raise _explain(exc, 0) from exc
     per_worker = {i: 0 for i in range(len(actors))}
     running: dict = {}  # object ref -> (actor index, batch)
-    idle = [i for i in range(len(actors)) for _ in range(PREFETCH)]
+    slots = [PREFETCH] * len(actors)
+    assigned = [0] * len(actors)
     while True:
-        while idle and (batch := sched.next_batch(cfg.batch_size)):
-            i = idle.pop(0)
+        while True:  # to the actor with the fewest attempts so far, as the local executor does
+            i = min(range(len(actors)), key=lambda j: (assigned[j], -slots[j], j))
+            if not slots[i] or not (batch := sched.next_batch(cfg.batch_size)):
+                break
+            slots[i] -= 1
+            assigned[i] += len(batch)
             running[actors[i].run.remote(batch)] = (i, batch)
         if not running:
             break
@@ -43,7 +48,7 @@ def run_ray(cfg, devices: list[str], sched, on_unit, on_ready) -> dict[int, int]
             raise _explain(exc, i) from exc
         per_worker[i] += len(records)
         on_unit(records, seconds, i)
-        idle.append(i)
+        slots[i] += 1
     for actor in actors:
         ray.kill(actor)
     return per_worker
