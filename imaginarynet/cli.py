@@ -387,6 +387,11 @@ def proposals(outputdir, method, mode, fmt, split, workers, quiet):
 
 
 def main(argv=None):
+    # A killed worker leaves semaphores that multiprocessing's resource tracker cleans up, with a warning
+    # at exit that would bury our one-line error; the tracker inherits this filter from sys.warnoptions.
+    quiet_tracker = "ignore:resource_tracker:UserWarning"
+    if quiet_tracker not in sys.warnoptions:
+        sys.warnoptions.append(quiet_tracker)
     try:
         rv = cli.main(args=argv, prog_name="imaginarynet", standalone_mode=False)
     except UserError as exc:
