@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
 
 from imaginarynet.backends.base import Request, create_backend
 from imaginarynet.config import RunConfig

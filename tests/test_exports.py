@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import read_jsonl, run_cli, run_main, write_classfile
+from conftest import read_jsonl, run_cli, run_main
 
 
 @pytest.fixture(scope="module")
