@@ -212,13 +212,11 @@ def generate(cfg: RunConfig, log=print) -> RunResult:
             log(f"shard {i}/{n} finished ({len(shard_ledger.records)} attempts); the last shard to finish "
                 "assembles the dataset")
             return RunResult(complete=False, shard_only=True)
+    ledger = Ledger(out.ledger)
     if cfg.shard or cfg.finalize:
         from imaginarynet.executors import shards
 
-        ledger = Ledger(out.ledger)
         shards.merge_shard_ledgers(out.state, ledger)
-    else:
-        ledger = Ledger(out.ledger)
     sched = AttemptScheduler(cfg.quotas, caps, labels, ledger.by_class())
     events.write("start", outputdir=str(cfg.outputdir), target=sum(cfg.quotas), kept=sum(
         min(k, q) for k, q in zip(sched.kept, cfg.quotas)))
