@@ -239,7 +239,8 @@ def demo(outputdir, num, overwrite, quiet):
     ctx = generate.make_context("generate", args)
     with ctx:
         generate.invoke(ctx)
-    click.echo("\nThe images are noise: these models have random weights. With real weights on a GPU, run:\n"
+    click.echo(f"\nDataset: {outputdir / 'VOC2007'}; report: {outputdir / 'report' / 'index.html'}", err=True)
+    click.echo("The images are noise: these models have random weights. With real weights on a GPU, run:\n"
                "  imaginarynet --num 10000 --classfile voc --gpt --clip --backend stablediffusion "
                "--outputdir out", err=True)
 
