@@ -53,7 +53,7 @@ def bench_overhead(models, work: Path, n: int, steps: int, res: int, bs: int) ->
     import torch
     from diffusers import AutoPipelineForText2Image
 
-    from imaginarynet.pipeline import generate
+    from imaginarynet.pipeline import run as generate
 
     def bare():
         pipe = AutoPipelineForText2Image.from_pretrained(str(models["sd"]))
@@ -87,7 +87,7 @@ def bench_original(models, work: Path, n: int, steps: int, res: int, bs: int) ->
     from transformers import pipeline as hf_pipeline
 
     from imaginarynet.filters.clip import decide
-    from imaginarynet.pipeline import generate
+    from imaginarynet.pipeline import run as generate
 
     labels = ["dog", "cat", "bird", "horse"]
     clip_ref = f"local-dir:{models['clip']}"
@@ -247,6 +247,7 @@ def bench_dalle(fixtures: Path) -> None:
     from imaginarynet.backends.dalle_mini import dallebart as db
     from imaginarynet.backends.dalle_mini.loading import config_from, load_params
     from imaginarynet.backends.dalle_mini.shapes import count, dallebart_shapes
+    from imaginarynet.testing import dalle_generate_uncached
 
     folder = fixtures / "dalle_mini" / "dallebart"
     if not folder.exists():
@@ -258,9 +259,9 @@ def bench_dalle(fixtures: Path) -> None:
     mask = (ids != 1).astype(np.int32)
     greedy = db.Sampling(do_sample=False)
     jax.block_until_ready(db.generate(params, cfg, ids, mask, sampling=greedy))  # compile once
-    jax.block_until_ready(db.generate_uncached(params, cfg, ids, mask))  # compile every prefix length
+    jax.block_until_ready(dalle_generate_uncached(params, cfg, ids, mask))  # compile every prefix length
     t_cached = best_of(lambda: jax.block_until_ready(db.generate(params, cfg, ids, mask, sampling=greedy)), 5)
-    t_full = best_of(lambda: jax.block_until_ready(db.generate_uncached(params, cfg, ids, mask)), 3)
+    t_full = best_of(lambda: jax.block_until_ready(dalle_generate_uncached(params, cfg, ids, mask)), 3)
     tokens = batch * cfg.image_length
     row(f"7a. DALL·E decoder, KV cache vs full recompute (tiny, batch {batch}, CPU)",
         f"{tokens / t_cached:.0f} vs {tokens / t_full:.0f} tokens/s, {t_full / t_cached:.1f}x", "-", None)
@@ -291,7 +292,7 @@ def main() -> None:
     from imaginarynet.testing import build_tiny_models
 
     models = build_tiny_models()
-    fixtures = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+    fixtures = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
     q = args.quick
     want = set(args.only or range(1, 9))
     with tempfile.TemporaryDirectory() as tmp:
@@ -310,7 +311,8 @@ def main() -> None:
             bench_dalle(fixtures)
         if 8 in want:
             bench_workers(models, work, n=16 if q else 96)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+               f"Python {platform.python_version()}")
     table = ["| benchmark | measured | target | |", "|---|---|---|---|"] + [
         f"| {a} | {b} | {c} | {d} |" for a, b, c, d in ROWS]
     print("\n" + "\n".join(table))

@@ -9,6 +9,8 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from imaginarynet.outdir import OutputDir
+
 SPLITS = ("trainval", "train", "val")
 _ID = re.compile(r"^\d{6}$")
 EXIF_ORIENTATION = 0x0112
@@ -32,9 +34,8 @@ def _read_list(path: Path, problems: list) -> list[str] | None:
 def check_voc(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
     from PIL import Image
 
-    root = Path(root)
-    voc = root / "VOC2007"
-    main, ann_dir, img_dir = voc / "ImageSets" / "Main", voc / "Annotations", voc / "JPEGImages"
+    out = OutputDir(root)
+    main, ann_dir, img_dir = out.imagesets, out.annotations, out.images
     problems: list[tuple[Path, str]] = []
     splits: dict[str, list[str]] = {}
     for split in SPLITS:

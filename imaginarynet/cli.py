@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from imaginarynet.config import DEFAULTS, DTYPES, ENGINES, SCHEDULERS
 from imaginarynet.errors import UserError, WorkerDiedError
 
 
@@ -34,37 +35,40 @@ def cli():
 
 
 def _generate_options(f):
+    D = DEFAULTS
     opts = [
         click.option("--num", type=int, help="Total images in the dataset, split evenly across classes "
                      "(earlier classes get the remainder). Default: 100 per class."),
         click.option("--per-class", type=int, help="Images per class (instead of --num)."),
-        click.option("--classfile", default="voc", show_default=True,
+        click.option("--classfile", default=D["classfile"], show_default=True,
                      help="Class file path, or a bundled name: voc, coco."),
-        click.option("--outputdir", default="output", show_default=True, type=click.Path(path_type=Path),
+        click.option("--outputdir", default=D["outputdir"], show_default=True, type=click.Path(path_type=Path),
                      help="Output directory (a VOCdevkit root)."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Run seed."),
-        click.option("--backend", default="stablediffusion", show_default=True,
+        click.option("--seed", type=int, default=D["seed"], show_default=True, help="Run seed."),
+        click.option("--backend", default=D["backend"], show_default=True,
                      help="Text-to-image backend: stablediffusion, dalle-mini, an installed plugin's name "
                      "(see `imaginarynet backends`) or module:Class."),
         click.option("--backend-option", "backend_option", multiple=True, metavar="KEY=VALUE",
                      help="Option for the backend (repeatable); values are JSON or plain strings."),
-        click.option("--template", default="A photo of a {name}.", show_default=True,
+        click.option("--template", default=D["template"], show_default=True,
                      help="Prompt template; {name} is the class display name."),
         click.option("--gpt", is_flag=True, help="Expand prompts with GPT-2."),
-        click.option("--gpt-model", default="gpt2-large", show_default=True, help="GPT-2 hub id or local folder."),
-        click.option("--gpt-max-tokens", type=int, default=15, show_default=True,
+        click.option("--gpt-model", default=D["gpt_model"], show_default=True, help="GPT-2 hub id or local folder."),
+        click.option("--gpt-max-tokens", type=int, default=D["gpt_max_tokens"], show_default=True,
                      help="Length of an expanded prompt in GPT-2 tokens, template included."),
         click.option("--clip", is_flag=True, help="Keep only images CLIP assigns to their class."),
-        click.option("--clip-model", default="ViT-B-32", show_default=True, help="open_clip architecture."),
-        click.option("--clip-pretrained", default="openai", show_default=True,
+        click.option("--clip-model", default=D["clip_model"], show_default=True, help="open_clip architecture."),
+        click.option("--clip-pretrained", default=D["clip_pretrained"], show_default=True,
                      help="open_clip weights: a tag, a local weights file or local-dir:FOLDER."),
-        click.option("--threshold", type=float, default=0.6, show_default=True,
+        click.option("--threshold", type=float, default=D["threshold"], show_default=True,
                      help="Minimum CLIP probability of the image's own class."),
-        click.option("--max-attempts", type=int, help="Attempt cap per class when images are rejected (CLIP, safety checker) [default: 4x quota]."),
+        click.option("--max-attempts", type=int, help="Attempt cap per class when images are rejected (CLIP, "
+                     "safety checker) [default: 4x quota]."),
         click.option("--keep-rejected", is_flag=True, help="Also save CLIP-rejected images under OUT/rejected/."),
         click.option("--strict", is_flag=True, help="Exit 1 when a class cannot fill its quota."),
-        click.option("--cpu", is_flag=True, help="Run the CLIP filter on the CPU (keeps GPU memory for the generator)."),
-        click.option("--sd-model", default="stable-diffusion-v1-5/stable-diffusion-v1-5", show_default=True,
+        click.option("--cpu", is_flag=True, help="Run the CLIP filter on the CPU (keeps GPU memory for the "
+                     "generator)."),
+        click.option("--sd-model", default=D["sd_model"], show_default=True,
                      help="diffusers text-to-image pipeline: hub id or local folder."),
         click.option("--steps", type=int, help="Denoising steps [default: the model family's, e.g. 50 for SD, "
                      "1 for Turbo]."),
@@ -73,35 +77,37 @@ def _generate_options(f):
         click.option("--resolution", type=int, help="Image size in pixels, a multiple of 8 [default: the model's "
                      "native size, e.g. 512 for SD 1.5, 1024 for SDXL]."),
         click.option("--negative-prompt", help="Negative prompt for every image."),
-        click.option("--scheduler", type=click.Choice(["pndm", "ddim", "dpm++", "euler", "euler-a"]),
+        click.option("--scheduler", type=click.Choice(SCHEDULERS),
                      help="Replace the model's scheduler [default: the model's own]."),
         click.option("--no-safety-checker", "no_safety_checker", is_flag=True,
                      help="Disable the model's safety checker (flagged images are otherwise dropped)."),
-        click.option("--dalle-model", default="dalle-mini/dalle-mega", show_default=True,
+        click.option("--dalle-model", default=D["dalle_model"], show_default=True,
                      help="DalleBart checkpoint: hub id or local folder."),
-        click.option("--vqgan-model", default="dalle-mini/vqgan_imagenet_f16_16384", show_default=True,
+        click.option("--vqgan-model", default=D["vqgan_model"], show_default=True,
                      help="VQGAN checkpoint: hub id or local folder."),
-        click.option("--condition-scale", type=float, default=10.0, show_default=True,
+        click.option("--condition-scale", type=float, default=D["condition_scale"], show_default=True,
                      help="DALL·E mini super-conditioning scale."),
         click.option("--top-k", type=int, help="DALL·E mini top-k sampling [default: the model config's]."),
         click.option("--top-p", type=float, help="DALL·E mini nucleus sampling."),
         click.option("--temperature", type=float, help="DALL·E mini sampling temperature."),
-        click.option("--batch-size", type=int, default=4, show_default=True, help="Images per model call."),
-        click.option("--dtype", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
+        click.option("--batch-size", type=int, default=D["batch_size"], show_default=True,
+                     help="Images per model call."),
+        click.option("--dtype", type=click.Choice(DTYPES), default=D["dtype"],
                      show_default=True, help="auto: fp16 on CUDA, fp32 on CPU."),
         click.option("--compile", "compile", is_flag=True,
                      help="torch.compile the denoiser (minutes of warm-up, then faster; for long runs)."),
         click.option("--cpu-offload", is_flag=True, help="Keep models on the CPU until used (GPUs with ~8 GB)."),
         click.option("--tf32", is_flag=True, help="Allow TF32 matmuls on Ampere and newer GPUs."),
-        click.option("--workers", type=int, default=1, show_default=True,
+        click.option("--workers", type=int, default=D["workers"], show_default=True,
                      help="Worker processes on --device (the CPU, for instance), each pulling work units."),
         click.option("--devices", help="One worker per device: cuda:0,cuda:1,... or 'all'."),
-        click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+        click.option("--engine", type=click.Choice(ENGINES), default=D["engine"], show_default=True,
                      help="Where workers run: local processes, or Ray actors (pip install 'imaginarynet[ray]')."),
         click.option("--ray-address", help="Ray cluster to join (default: start a local one)."),
         click.option("--shard", metavar="I/N", help="Run slice I of N (a job array task); the last slice to "
                      "finish assembles the dataset."),
-        click.option("--device", help="torch/jax device for everything, e.g. cuda:0 or cpu [default: cuda if present]."),
+        click.option("--device", help="torch/jax device for everything, e.g. cuda:0 or cpu [default: cuda if "
+                     "present]."),
         click.option("--overwrite", is_flag=True, help="Delete a previous run in --outputdir and start again."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary table."),
         click.option("--log-json", type=click.Path(path_type=Path, dir_okay=False),
@@ -146,7 +152,9 @@ def build_config(opts: dict):
 @_generate_options
 def generate(**opts):
     """Generate a dataset: prompts → text-to-image → (CLIP filter) → Pascal VOC."""
-    from imaginarynet.pipeline import format_table, generate as run
+    from imaginarynet.monitor import format_table
+    from imaginarynet.outdir import OutputDir
+    from imaginarynet.pipeline import run
 
     cfg = build_config(opts)
     if cfg.dry_run:
@@ -156,12 +164,12 @@ def generate(**opts):
         return
     say = (lambda *a: None) if cfg.quiet else (lambda msg: click.echo(msg, err=True))
     result = run(cfg, log=say)
-    if result.shard_only:
+    if result.outcome == "shard_finished":
         return
-    if not result.already_done:
+    if result.outcome != "already_done":
         if not cfg.quiet:
             click.echo(format_table(result.table), err=True)
-        click.echo(f"{result.kept}/{result.target} images in {cfg.outputdir / 'VOC2007'}", err=True)
+        click.echo(f"{result.kept}/{result.target} images in {OutputDir(cfg.outputdir).voc}", err=True)
     for s in result.shortfalls:
         click.echo(f"warning: class {s['class']} is short of its quota: {s['kept']}/{s['target']} kept "
                    f"after {s['attempts']} attempts", err=True)
@@ -226,6 +234,7 @@ def _deps_import(cls) -> bool:
 @click.option("--quiet", "-q", is_flag=True)
 def demo(outputdir, num, overwrite, quiet):
     """Run the whole pipeline offline on tiny random models (images are noise)."""
+    from imaginarynet.outdir import OutputDir
     from imaginarynet.testing import build_tiny_models
 
     click.echo("Building tiny random models (once, cached)...", err=True)
@@ -239,7 +248,8 @@ def demo(outputdir, num, overwrite, quiet):
     ctx = generate.make_context("generate", args)
     with ctx:
         generate.invoke(ctx)
-    click.echo(f"\nDataset: {outputdir / 'VOC2007'}; report: {outputdir / 'report' / 'index.html'}", err=True)
+    out = OutputDir(outputdir)
+    click.echo(f"\nDataset: {out.voc}; report: {out.report / 'index.html'}", err=True)
     click.echo("The images are noise: these models have random weights. With real weights on a GPU, run:\n"
                "  imaginarynet --num 10000 --classfile voc --gpt --clip --backend stablediffusion "
                "--outputdir out", err=True)
@@ -251,20 +261,21 @@ def demo(outputdir, num, overwrite, quiet):
 @click.option("--quiet", "-q", is_flag=True)
 def finalize(outputdir, device, quiet):
     """Assemble a dataset from --shard runs (the last shard does this by itself)."""
-    import json
-
     from imaginarynet.config import config_from_run
-    from imaginarynet.pipeline import format_table, generate as run
+    from imaginarynet.monitor import format_table
+    from imaginarynet.outdir import OutputDir
+    from imaginarynet.pipeline import run
 
-    run_json = outputdir / "run.json"
-    if not run_json.exists():
+    out = OutputDir(outputdir)
+    previous = out.read_run()
+    if previous is None:
         raise UserError(f"{outputdir} has no run.json: nothing to finalize")
-    cfg = config_from_run(json.loads(run_json.read_text()), outputdir=outputdir, shard=None, finalize=True,
-                          device=device, quiet=quiet, overwrite=False)
+    cfg = config_from_run(previous, outputdir=outputdir, shard=None, finalize=True, device=device, quiet=quiet,
+                          overwrite=False)
     result = run(cfg, log=lambda m: click.echo(m, err=True))
     if not quiet and result.table:
         click.echo(format_table(result.table), err=True)
-    click.echo(f"{result.kept}/{result.target} images in {outputdir / 'VOC2007'}", err=True)
+    click.echo(f"{result.kept}/{result.target} images in {out.voc}", err=True)
 
 
 @cli.command()
@@ -274,24 +285,12 @@ def finalize(outputdir, device, quiet):
 @click.option("--split", default="trainval", show_default=True, help="Split of the export to check.")
 def check(outputdir, fmt, split):
     """Validate a dataset against what downstream loaders require; exit 1 on any problem."""
-    from imaginarynet import check as checks
-    from imaginarynet.reader import classes_of
+    from imaginarynet.check import format_problems
+    from imaginarynet.exports import check_output
 
-    images = outputdir / "VOC2007" / "JPEGImages"
-    if fmt == "voc":
-        problems = checks.check_voc(outputdir, [c.label for c in classes_of(outputdir)])
-    elif fmt == "coco":
-        path = outputdir / "exports" / f"coco_{split}.json"
-        if not path.exists():
-            raise UserError(f"{path} does not exist; run: imaginarynet export {outputdir} --format coco")
-        problems = checks.check_coco(path, images)
-    else:
-        folder = outputdir / "exports" / "detic"
-        if not folder.exists():
-            raise UserError(f"{folder} does not exist; run: imaginarynet export {outputdir} --format detic")
-        problems = checks.check_detic(folder, images)
+    problems = check_output(outputdir, fmt, split)
     if problems:
-        click.echo(checks.format_problems(problems, outputdir))
+        click.echo(format_problems(problems, outputdir))
         click.echo(f"{len(problems)} problem(s) found", err=True)
         sys.exit(1)
     click.echo(f"{outputdir}: {fmt} OK")
@@ -304,58 +303,26 @@ def check(outputdir, fmt, split):
 @click.option("--images-only", is_flag=True, help="COCO without annotations (SSOD unlabeled set).")
 @click.option("--categories", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Detic: an LVIS-style categories JSON to map labels onto (ids and synonyms).")
-@click.option("--clip-model", default="ViT-B-32", show_default=True, help="Detic embeddings: open_clip model.")
-@click.option("--clip-pretrained", default="openai", show_default=True, help="Detic embeddings: weights.")
+@click.option("--clip-model", default=DEFAULTS["clip_model"], show_default=True,
+              help="Detic embeddings: open_clip model.")
+@click.option("--clip-pretrained", default=DEFAULTS["clip_pretrained"], show_default=True,
+              help="Detic embeddings: weights.")
 @click.option("--device", default="cpu", show_default=True, help="Device for the Detic text embeddings.")
 def export(outputdir, fmt, split, images_only, categories, clip_model, clip_pretrained, device):
     """Export a finished dataset as COCO JSON, Detic image-labeled data or a HF imagefolder."""
-    import json
+    from imaginarynet import exports
+    from imaginarynet.outdir import OutputDir
 
-    from imaginarynet.fsutil import atomic_write_bytes, atomic_write_text
-    from imaginarynet.reader import read_dataset
-
-    ds = read_dataset(outputdir)
-    items = ds.split(split)
-    exports = outputdir / "exports"
+    images = OutputDir(outputdir).images
     if fmt == "coco":
-        from imaginarynet.writers.coco import coco_dict
-
-        path = exports / f"coco_{split}{'_unlabeled' if images_only else ''}.json"
-        atomic_write_text(path, json.dumps(coco_dict(items, ds.classes, images_only)))
-        click.echo(f"{path} (images in {ds.images_dir})")
+        path = exports.export_coco(outputdir, split, images_only)
+        click.echo(f"{path} (images in {images})")
     elif fmt == "imagefolder":
-        from imaginarynet.writers.imagefolder import write_imagefolder
-
-        folder = write_imagefolder(items, exports / "imagefolder" / split)
+        folder = exports.export_imagefolder(outputdir, split)
         click.echo(f"{folder}: datasets.load_dataset('imagefolder', data_dir='{folder}')")
     else:
-        import io
-
-        import numpy as np
-
-        from imaginarynet.check import DETIC_FILES
-        from imaginarynet.config import check_model_ref
-        from imaginarynet.writers import detic
-
-        check_model_ref("--clip-pretrained", clip_pretrained)
-        if categories:
-            cats = detic.load_categories(categories)
-            mapping = detic.map_classes(ds.classes, cats)
-            texts = [c["name"].replace("_", " ") for c in cats]
-        else:
-            cats = detic.own_categories(ds.classes)
-            mapping = {c.label: i for i, c in enumerate(ds.classes, 1)}
-            texts = [c.name for c in ds.classes]
-        info, cat_info = detic.detic_dicts(items, ds.classes, cats, mapping)
-        folder = exports / "detic"
-        emb = detic.text_embeddings(texts, clip_model, clip_pretrained, device)
-        buf = io.BytesIO()
-        np.save(buf, emb)
-        info_name, cat_name, emb_name = DETIC_FILES
-        atomic_write_text(folder / info_name, json.dumps(info))
-        atomic_write_text(folder / cat_name, json.dumps(cat_info))
-        atomic_write_bytes(folder / emb_name, buf.getvalue())
-        click.echo(f"{folder}: {info_name}, {cat_name}, {emb_name} {emb.shape} (images in {ds.images_dir})")
+        folder, names, shape = exports.export_detic(outputdir, split, categories, clip_model, clip_pretrained, device)
+        click.echo(f"{folder}: {', '.join(names)} {shape} (images in {images})")
 
 
 @cli.command()
@@ -369,22 +336,10 @@ def export(outputdir, fmt, split, images_only, categories, clip_model, clip_pret
 @click.option("--quiet", "-q", is_flag=True)
 def proposals(outputdir, method, mode, fmt, split, workers, quiet):
     """Precompute region proposals for WSOD training (resumable per image)."""
-    import os
+    from imaginarynet.exports import make_proposals
 
-    from imaginarynet.fsutil import atomic_write_bytes
-    from imaginarynet.reader import read_dataset
-    from imaginarynet.writers import proposals as props
-
-    if workers is not None and workers < 1:
-        raise UserError(f"--workers must be at least 1 (got {workers})")
-    ds = read_dataset(outputdir)
-    items = ds.split(split)
-    cache = outputdir / ".state" / "proposals" / f"{method}-{mode}"
-    boxes = props.compute_proposals(items, cache, mode, workers or os.cpu_count() or 1, quiet)
-    data = props.oicr_mat(items, boxes) if fmt == "oicr" else props.pcl_pkl(items, boxes)
-    path = outputdir / "proposals" / f"{method.replace('-', '_')}_{split}.{'mat' if fmt == 'oicr' else 'pkl'}"
-    atomic_write_bytes(path, data)
-    click.echo(f"{path}: {len(items)} images, {sum(len(b) for b in boxes)} boxes")
+    path, images, boxes = make_proposals(outputdir, method, mode, fmt, split, workers, quiet)
+    click.echo(f"{path}: {images} images, {boxes} boxes")
 
 
 def main(argv=None):

@@ -8,14 +8,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from imaginarynet.classes import ImageClass
 from imaginarynet.errors import UserError
 
+# Choice lists: the CLI offers exactly these, the stages accept exactly these.
 SCHEDULERS = ("pndm", "ddim", "dpm++", "euler", "euler-a")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
+ENGINES = ("local", "ray")
 
 # Options that never change what ends up in the dataset.
 RUNTIME_OPTIONS = {"outputdir", "batch_size", "device", "cpu", "overwrite", "quiet", "strict",
@@ -119,6 +121,11 @@ class RunConfig:
         return d
 
 
+# The one source of option defaults (the CLI shows these).
+DEFAULTS = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
+DEFAULTS.update(classfile="voc", outputdir="output")  # required in a RunConfig, defaulted on the command line
+
+
 def check_model_ref(option: str, spec: str) -> None:
     """A hub id ('org/name', 'gpt2-large') or a local path; a path-looking spec must exist."""
     path = spec[len("local-dir:"):] if spec.startswith("local-dir:") else spec
@@ -160,11 +167,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.devices and cfg.workers > 1:
         raise UserError("give --devices (one worker per device) or --workers, not both")
     if cfg.shard:
-        from imaginarynet.executors.shards import parse_shard
+        from imaginarynet.plan import parse_shard
 
         parse_shard(cfg.shard)
-    if cfg.engine not in ("local", "ray"):
-        raise UserError(f"--engine must be local or ray (got {cfg.engine!r})")
+    if cfg.engine not in ENGINES:
+        raise UserError(f"--engine must be one of {', '.join(ENGINES)} (got {cfg.engine!r})")
     if cfg.engine == "ray":
         import importlib.util
 
@@ -228,8 +235,6 @@ def _check_writable(out: Path) -> None:
 
 def config_from_run(run: dict, **overrides) -> RunConfig:
     """The RunConfig a run.json was written with (for finalize), with runtime overrides."""
-    from dataclasses import fields
-
     opts = {f.name: run["options"][f.name] for f in fields(RunConfig) if f.name in run["options"]}
     opts["classes"] = [ImageClass(label, name) for label, name in opts["classes"]]
     opts["outputdir"] = Path(opts["outputdir"])

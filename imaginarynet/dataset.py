@@ -5,11 +5,15 @@ run 1..N in class-file order, then attempt order (ARCHITECTURE invariant 2).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
 class Entry:
+    """An image to write: a kept attempt with its dataset id (reader.Item is an image as written)."""
+
     id: str  # "000001"
     label: str
     name: str
@@ -25,7 +29,9 @@ class Entry:
 def select(classes, quotas, by_class: dict[str, list[dict]]) -> list[Entry]:
     entries: list[Entry] = []
     for cls, quota in zip(classes, quotas):
-        kept = [r for r in by_class.get(cls.label, []) if r["status"] == "kept"][:quota]
+        seen: set[int] = set()  # a repeated attempt keeps its first record: one id per attempt
+        records = [r for r in by_class.get(cls.label, []) if not (r["k"] in seen or seen.add(r["k"]))]
+        kept = [r for r in records if r["status"] == "kept"][:quota]
         for rec in kept:
             entries.append(Entry(
                 id=f"{len(entries) + 1:06d}", label=cls.label, name=cls.name, k=rec["k"],
@@ -38,3 +44,17 @@ def split_ids(ids: list[str]) -> dict[str, list[str]]:
     """trainval = all; train/val alternate, so both are balanced per class and deterministic."""
     ids = sorted(ids)
     return {"trainval": ids, "train": ids[0::2], "val": ids[1::2]}
+
+
+def metadata_row(e: Entry, file_name: str) -> dict:
+    """One line of metadata.jsonl (file_name relative to OUT)."""
+    return {"id": e.id, "file_name": file_name, "class": e.label, "name": e.name, "attempt": e.k,
+            "prompt": e.prompt, "seed": e.seed, "width": e.width, "height": e.height, "clip": e.score}
+
+
+def metadata_text(rows: list[dict]) -> str:
+    return "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
+
+
+def read_metadata(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

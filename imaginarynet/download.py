@@ -27,8 +27,8 @@ def _offline() -> bool:
 
 def download_models(cfg, cache_dir: Path | None, log=print) -> list[str]:
     """Returns one line per model: where it is now."""
-    from imaginarynet.backends.base import quiet_libraries
     from imaginarynet.dryrun import models_of
+    from imaginarynet.runtime import quiet_libraries
 
     quiet_libraries()
     hub = require("huggingface_hub", "sd", "imaginarynet download")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from imaginarynet.outdir import OutputDir
+
 JPEG_BYTES_PER_PIXEL = 0.4  # JPEG quality 95 of generated photos, measured order of magnitude
 
 
@@ -78,12 +80,15 @@ def describe_plan(cfg) -> str:
         lines.append(f"{c.label:<{width}}  {c.name!r} / {q} / {attempts}")
     lines += ["", f"images: {total} at {size}x{size} px, batch size {cfg.batch_size}, seed {cfg.seed}"]
     if cfg.backend != "dalle-mini":
-        lines.append(f"sampling: {cfg.steps} steps, guidance {cfg.guidance}, scheduler {cfg.scheduler or 'model default'}"
+        lines.append(f"sampling: {cfg.steps} steps, guidance {cfg.guidance}, "
+                     f"scheduler {cfg.scheduler or 'model default'}"
                      + (f" (family {cfg.family.get('family')})" if cfg.family.get("family") else ""))
     lines += ["", "models:"] + [f"  {role:<13} {ref}  [{status}]" for role, ref, status in models_of(cfg)]
     disk = total * size * size * JPEG_BYTES_PER_PIXEL
+    out = OutputDir(cfg.outputdir)
     lines += ["", "output:",
-              f"  {cfg.outputdir}/VOC2007/{{Annotations,JPEGImages,ImageSets/Main}}  (ids 000001..{total:06d})",
-              f"  {cfg.outputdir}/metadata.jsonl, prompts/<label>.txt, run.json, report/index.html",
+              f"  {out.voc}/{{Annotations,JPEGImages,ImageSets/Main}}  (ids 000001..{total:06d})",
+              f"  {out.metadata}, {out.prompt_list('<label>').relative_to(out.root)}, {out.run_json.name}, "
+              f"{(out.report / 'index.html').relative_to(out.root)}",
               f"  estimated disk use: {human_bytes(disk)}"]
     return "\n".join(lines)

@@ -10,13 +10,31 @@ import json
 import os
 from collections import defaultdict
 from pathlib import Path
+from typing import Literal, TypedDict
+
+# One attempt as the ledger stores it ("class" is a keyword, hence the functional form). The ledger
+# adds "b" (batch number) and "n" (records in that batch) so a torn batch can be cut off on reload.
+Attempt = TypedDict("Attempt", {
+    "class": str, "k": int, "prompt": str, "seed": int,
+    "status": Literal["kept", "rejected", "flagged"],
+    "score": "dict | None",  # the filter's verdict, None without a filter
+    "file": "str | None",  # staged JPEG relative to OUT/.state, for kept attempts
+    "width": "int | None", "height": "int | None",
+})
+
+
+def new_attempt(label: str, k: int, prompt: str, seed: int, status: str, score: dict | None = None,
+                file: str | None = None, size: tuple[int, int] | None = None) -> Attempt:
+    width, height = size if size else (None, None)
+    return {"class": label, "k": k, "prompt": prompt, "seed": seed, "score": score, "file": file,
+            "width": width, "height": height, "status": status}
 
 
 class Ledger:
     def __init__(self, path: Path, read_only: bool = False):
         self.path = Path(path)
         self.read_only = read_only  # another process may be appending: never cut its tail
-        self.records: list[dict] = []
+        self.records: list[Attempt] = []
         self.batches = 0
         self._load()
 
@@ -43,7 +61,7 @@ class Ledger:
             with open(self.path, "r+b") as f:
                 f.truncate(good_end)
 
-    def append_batch(self, records: list[dict]) -> None:
+    def append_batch(self, records: list[Attempt]) -> None:
         lines = []
         for rec in records:
             rec = dict(rec, b=self.batches, n=len(records))
@@ -56,11 +74,14 @@ class Ledger:
             os.fsync(f.fileno())
         self.batches += 1
 
-    def by_class(self) -> dict[str, list[dict]]:
-        """Records per class label, in attempt order."""
-        out: dict[str, list[dict]] = defaultdict(list)
+    def by_class(self) -> dict[str, list[Attempt]]:
+        """Records per class label, in attempt order; of a repeated (class, k) the first record wins."""
+        out: dict[str, list[Attempt]] = defaultdict(list)
+        seen: set[tuple[str, int]] = set()
         for rec in self.records:
-            out[rec["class"]].append(rec)
+            if (rec["class"], rec["k"]) not in seen:
+                seen.add((rec["class"], rec["k"]))
+                out[rec["class"]].append(rec)
         for recs in out.values():
             recs.sort(key=lambda r: r["k"])
         return out

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 
+from imaginarynet.errors import UserError
+
 
 def split_quota(total: int, n_classes: int) -> list[int]:
     """--num split as evenly as possible; earlier classes get the remainder."""
@@ -21,6 +23,17 @@ def attempt_seed(run_seed: int, label: str, k: int) -> int:
 
 
 SHARD_BLOCK = 8  # attempts per block when --shard splits the work
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """--shard "i/N" as (i, N)."""
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise UserError(f"--shard wants i/N, e.g. 0/8 (got {spec!r})") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise UserError(f"--shard {spec}: need 0 <= i < N")
+    return i, n
 
 
 def shard_owner(class_index: int, k: int, shards: int) -> int:
@@ -101,11 +114,6 @@ class AttemptScheduler:
             if len(batch) == size:
                 break
         return batch
-
-    def release(self, batch: list[tuple[int, int]]) -> None:
-        """A batch that will not complete: its attempts are wanted again."""
-        for i, k in batch:
-            self.inflight[i].discard(k)
 
     def done(self) -> bool:
         return all(not self.inflight[i] and not self.wanted(i, 1) for i in range(len(self.labels)))

@@ -4,16 +4,19 @@ Exports are derived from the VOC dataset plus metadata.jsonl, so they need no mo
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from imaginarynet.classes import ImageClass
+from imaginarynet.dataset import read_metadata
 from imaginarynet.errors import UserError
+from imaginarynet.outdir import OutputDir
 
 
 @dataclass(frozen=True)
 class Item:
+    """An image as written (dataset.Entry is an image to write)."""
+
     id: str
     label: str
     width: int
@@ -30,10 +33,10 @@ class Dataset:
 
     @property
     def images_dir(self) -> Path:
-        return self.root / "VOC2007" / "JPEGImages"
+        return OutputDir(self.root).images
 
     def split(self, name: str) -> list[Item]:
-        path = self.root / "VOC2007" / "ImageSets" / "Main" / f"{name}.txt"
+        path = OutputDir(self.root).imageset(name)
         if not path.exists():
             raise UserError(f"no split {name!r}: {path} does not exist")
         by_id = {it.id: it for it in self.items}
@@ -44,21 +47,23 @@ class Dataset:
         return [by_id[i] for i in ids]
 
 
-def classes_of(root: Path) -> list[ImageClass]:
-    run_json = Path(root) / "run.json"
-    if not run_json.exists():
+def read_run(root: Path) -> dict:
+    """run.json of an output directory, or a one-line error."""
+    run = OutputDir(root).read_run()
+    if run is None:
         raise UserError(f"{root} is not an ImaginaryNet output directory (no run.json)")
-    run = json.loads(run_json.read_text())
-    return [ImageClass(label, name) for label, name in run["options"]["classes"]]
+    return run
+
+
+def classes_of(root: Path) -> list[ImageClass]:
+    return [ImageClass(label, name) for label, name in read_run(root)["options"]["classes"]]
 
 
 def read_dataset(root: Path) -> Dataset:
     root = Path(root)
     classes = classes_of(root)
-    if json.loads((root / "run.json").read_text()).get("status") != "complete":
+    if read_run(root).get("status") != "complete":
         raise UserError(f"{root}: the run is not complete; run the same generate command again first")
-    items = []
-    for line in (root / "metadata.jsonl").read_text().splitlines():
-        m = json.loads(line)
-        items.append(Item(m["id"], m["class"], m["width"], m["height"], root / m["file_name"], m))
+    items = [Item(m["id"], m["class"], m["width"], m["height"], root / m["file_name"], m)
+             for m in read_metadata(OutputDir(root).metadata)]
     return Dataset(root, classes, items)

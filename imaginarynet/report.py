@@ -9,12 +9,14 @@ caption, rejected samples when --keep-rejected kept them), prompt diversity
 from __future__ import annotations
 
 import html
-import json
 from collections import defaultdict
 from pathlib import Path
 
+from imaginarynet.dataset import read_metadata
 from imaginarynet.fsutil import atomic_write_text
 from imaginarynet.ledger import Ledger
+from imaginarynet.outdir import OutputDir
+from imaginarynet.reader import read_run
 
 THUMB = 128
 MAX_THUMBS = 48
@@ -106,10 +108,11 @@ def _figure(img: str, caption: str, title: str, rejected: bool = False) -> str:
 
 def write_report(root: Path) -> Path:
     root = Path(root)
-    out = root / "report"
-    run = json.loads((root / "run.json").read_text())
-    meta = [json.loads(line) for line in (root / "metadata.jsonl").read_text().splitlines()]
-    by_class = Ledger(root / ".state" / "ledger.jsonl").by_class() if (root / ".state").exists() else {}
+    paths = OutputDir(root)
+    out = paths.report
+    run = read_run(root)
+    meta = read_metadata(paths.metadata)
+    by_class = Ledger(paths.ledger, read_only=True).by_class() if paths.ledger.exists() else {}
     opts = run["options"]
     threshold = opts.get("threshold") if opts.get("clip") else None
     rows = class_stats(run, by_class, meta)
@@ -152,9 +155,10 @@ def write_report(root: Path) -> Path:
             if _thumb(root / m["file_name"], out / thumb):
                 score = f" · p={m['clip']['prob']:.2f}" if m.get("clip") else ""
                 figures.append(_figure(thumb, f"{m['id']}{score}", f"{m['prompt']}{score}"))
-        rejected_dir = root / "rejected" / label
+        rejected_dir = paths.rejected / label
         ledger_by_k = {rec["k"]: rec for rec in by_class.get(label, [])}
-        for path in sorted(rejected_dir.glob("*.jpg"))[:MAX_REJECTED] if rejected_dir.exists() else []:
+        ours = [p for p in sorted(rejected_dir.glob("*.jpg")) if p.stem.isdigit()]  # a foreign file is ignored
+        for path in ours[:MAX_REJECTED]:
             thumb = f"thumbs/rejected_{label}_{path.stem}.jpg"
             rec = ledger_by_k.get(int(path.stem), {})
             score = f" · p={rec['score']['prob']:.2f} (top-1 {rec['score']['top1']})" if rec.get("score") else ""

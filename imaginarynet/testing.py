@@ -271,3 +271,21 @@ def build_tiny_models(cache: Path | None = None) -> dict[str, Path]:
     cache = Path(cache) if cache else default_cache()
     return {"sd": build_tiny_sd(cache / "sd"), "gpt2": build_tiny_gpt2(cache / "gpt2"),
             "clip": build_tiny_clip(cache / "clip")}
+
+
+def dalle_generate_uncached(params, cfg, input_ids, attention_mask):
+    """Greedy DalleBart decoding that recomputes the whole prefix every step: the reference the cached
+    sampler is checked against (tests) and measured against (benchmarks). Not used by the product."""
+    import jax
+    import jax.numpy as jnp
+
+    from imaginarynet.backends.dalle_mini.dallebart import decode, encode
+
+    enc = jax.jit(lambda p, ids, mask: encode(p, cfg, ids, mask))(params, input_ids, attention_mask)
+    full_pass = jax.jit(lambda p, ids, e, mask: decode(p, cfg, ids, e, mask))
+    seq = jnp.full((input_ids.shape[0], 1), cfg.decoder_start_token_id, jnp.int32)
+    for _ in range(cfg.image_length):
+        logits = full_pass(params, seq, enc, attention_mask)[:, -1].astype(jnp.float32)
+        logits = logits.at[:, cfg.eos_token_id].set(-jnp.inf)
+        seq = jnp.concatenate([seq, jnp.argmax(logits, axis=-1).astype(jnp.int32)[:, None]], axis=1)
+    return seq

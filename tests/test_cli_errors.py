@@ -1,7 +1,6 @@
 """Bad input: one line on stderr, exit status 2, no traceback, before any model loads."""
 import pytest
-
-from conftest import run_cli, write_classfile
+from helpers import run_cli, write_classfile
 
 
 @pytest.fixture

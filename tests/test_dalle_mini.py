@@ -1,13 +1,12 @@
 """DALL·E mini on current JAX: parity with outputs of the original implementation
-(shared/fixtures/dalle_mini, tolerances from its README), cache correctness, and the CLI."""
+(tests/fixtures/dalle_mini, tolerances from its README), cache correctness, and the CLI."""
 import json
 
 import jax
 import numpy as np
 import pytest
+from helpers import FIXTURES, load_voc, read_jsonl, run_cli, write_classfile
 from PIL import Image
-
-from conftest import FIXTURES, read_jsonl, run_cli, write_classfile
 
 jax.config.update("jax_threefry_partitionable", False)  # the original's PRNG stream (fixture README)
 
@@ -15,6 +14,7 @@ from imaginarynet.backends.dalle_mini import dallebart as db  # noqa: E402
 from imaginarynet.backends.dalle_mini import vqgan as vq  # noqa: E402
 from imaginarynet.backends.dalle_mini.loading import config_from, load_params  # noqa: E402
 from imaginarynet.backends.dalle_mini.text import TextNormalizer  # noqa: E402
+from imaginarynet.testing import dalle_generate_uncached  # noqa: E402
 
 F = FIXTURES / "dalle_mini"
 ATOL = 1e-4
@@ -124,7 +124,7 @@ def test_cached_decoder_equals_full_recompute(bart, ref):
     params, cfg = bart
     ids, mask = ref["processor/input_ids"], ref["processor/attention_mask"]
     cached = db.generate(params, cfg, ids, mask, sampling=db.Sampling(do_sample=False))
-    full = db.generate_uncached(params, cfg, ids, mask)
+    full = dalle_generate_uncached(params, cfg, ids, mask)
     np.testing.assert_array_equal(np.asarray(cached), np.asarray(full))
 
 
@@ -197,7 +197,6 @@ def test_checkpoint_layout_matches_published_tree():
 
 def test_cli_dalle_mini_writes_a_valid_256px_voc_dataset(tiny, tmp_path):
     from imaginarynet.testing import build_tiny_dalle
-    from test_generate import load_voc
 
     models = build_tiny_dalle(tmp_path / "dalle")
     classes = write_classfile(tmp_path / "c.txt", ["dog", "cat"])

@@ -1,7 +1,7 @@
 """The README's first command: `imaginarynet demo` builds its tiny models offline and makes a dataset."""
 import os
 
-from conftest import run_cli
+from helpers import run_cli
 
 
 def test_demo_from_an_empty_cache(tmp_path):

@@ -5,9 +5,8 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import read_jsonl, run_cli, run_main
 from PIL import Image
-
-from conftest import read_jsonl, run_cli, run_main
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +80,8 @@ def test_detic_maps_labels_onto_an_lvis_category_list(dataset, tiny, tmp_path):
             {"id": 20, "name": "zebra", "synonyms": ["zebra"], "frequency": "r"}]
     path = tmp_path / "lvis_v1_categories.json"
     path.write_text(json.dumps({"categories": cats}))
-    args = ["export", dataset, "--format", "detic", "--categories", path, "--clip-pretrained", f"local-dir:{tiny['clip']}"]
+    args = ["export", dataset, "--format", "detic", "--categories", path,
+            "--clip-pretrained", f"local-dir:{tiny['clip']}"]
     assert run_main(args) == 0
     info = json.loads((dataset / "exports" / "detic" / "image_info.json").read_text())
     by_img = {im["id"]: im["pos_category_ids"] for im in info["images"]}
@@ -96,7 +96,8 @@ def test_detic_maps_labels_onto_an_lvis_category_list(dataset, tiny, tmp_path):
 
 
 def test_imagefolder_loads_with_datasets(dataset):
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     assert run_main(["export", dataset, "--format", "imagefolder"]) == 0
     folder = dataset / "exports" / "imagefolder" / "trainval"
     ds = datasets.load_dataset("imagefolder", data_dir=str(folder), split="train")

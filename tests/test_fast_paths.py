@@ -2,9 +2,8 @@
 import json
 
 import numpy as np
+from helpers import read_jsonl, run_cli, write_classfile
 from PIL import Image
-
-from conftest import read_jsonl, run_cli, write_classfile
 
 
 def images(out):

@@ -1,33 +1,11 @@
 """End to end on a tiny saved Stable Diffusion pipeline, through the real CLI."""
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import image_bytes, kill_midway, load_voc, read_jsonl, run_cli, write_classfile
 from PIL import Image
-
-from conftest import read_jsonl, run_cli, write_classfile
-
-
-def load_voc(out: Path, split="trainval"):
-    """torchvision's VOCDetection expects ROOT/VOCdevkit/VOC2007: OUT is the VOCdevkit."""
-    from torchvision.datasets import VOCDetection
-
-    root = out.parent / f"{out.name}-tv"
-    root.mkdir(exist_ok=True)
-    link = root / "VOCdevkit"
-    if not link.exists():
-        link.symlink_to(out.resolve())
-    return VOCDetection(str(root), year="2007", image_set=split, download=False)
-
-
-def image_bytes(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((out / "VOC2007" / "JPEGImages").glob("*.jpg"))}
 
 
 @pytest.fixture(scope="module")
@@ -108,13 +86,13 @@ def test_batch_size_does_not_change_the_dataset(baseline, tiny_sd_args, classes,
 
 
 def test_finished_run_loads_no_model(baseline, tiny_sd_args, classes, monkeypatch, capsys):
-    import imaginarynet.pipeline as pipeline
+    import imaginarynet.work as work
     from imaginarynet.cli import main
 
     def boom(*a, **k):
         raise AssertionError("a model was loaded for a finished run")
 
-    monkeypatch.setattr(pipeline, "Stages", boom)
+    monkeypatch.setattr(work, "StageSet", boom)
     before = image_bytes(baseline)
     t0 = time.time()
     with pytest.raises(SystemExit) as exc:
@@ -140,27 +118,6 @@ def test_changed_options_are_refused_then_overwrite_works(tiny_sd_args, classes,
     assert len(list((out / "VOC2007" / "JPEGImages").glob("*.jpg"))) == 6
 
 
-def _ledger_lines(out: Path) -> int:
-    ledger = out / ".state" / "ledger.jsonl"
-    return len(ledger.read_bytes().splitlines()) if ledger.exists() else 0
-
-
-def kill_midway(args: list, out: Path, min_lines: int, timeout: float = 120) -> None:
-    """Start the CLI, SIGKILL it once the ledger has at least `min_lines` attempts."""
-    proc = subprocess.Popen([sys.executable, "-m", "imaginarynet", *map(str, args)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + timeout
-    try:
-        while _ledger_lines(out) < min_lines:
-            assert proc.poll() is None, "the run finished before it could be killed"
-            assert time.time() < deadline
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-
-
 def test_kill_9_then_resume_equals_uninterrupted(tiny_sd_args, tmp_path):
     classes = write_classfile(tmp_path / "c.txt", ["dog", "cat", "bird"])
     args = ["--num", 30, "--classfile", classes, "--batch-size", 3, *tiny_sd_args]
@@ -168,7 +125,9 @@ def test_kill_9_then_resume_equals_uninterrupted(tiny_sd_args, tmp_path):
     assert run_cli(args + ["--outputdir", full]).returncode == 0
     killed = tmp_path / "killed"
     kill_midway(args + ["--outputdir", killed], killed, min_lines=9)
-    assert not (killed / "VOC2007").exists() or json.loads((killed / "run.json").read_text())["status"] != "complete"
+    # killed a third of the way in: the run is recorded as running and nothing was assembled yet
+    assert json.loads((killed / "run.json").read_text())["status"] == "running"
+    assert not (killed / "metadata.jsonl").exists()
     res = run_cli(args + ["--outputdir", killed])
     assert res.returncode == 0, res.stderr
     assert image_bytes(killed) == image_bytes(full)
@@ -177,10 +136,10 @@ def test_kill_9_then_resume_equals_uninterrupted(tiny_sd_args, tmp_path):
 
 
 def test_safety_checker_flags_are_dropped_not_written(tmp_path):
-    from imaginarynet.testing import build_tiny_sd
-
     import torch
     from diffusers import StableDiffusionPipeline
+
+    from imaginarynet.testing import build_tiny_sd
 
     model = build_tiny_sd(tmp_path / "sd-checked", safety_checker=True)
     pipe = StableDiffusionPipeline.from_pretrained(model)

@@ -4,9 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from conftest import read_jsonl, run_cli, write_classfile
-from test_generate import load_voc
+from helpers import load_voc, read_jsonl, run_cli, write_classfile
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "imaginarynet_solid"
 

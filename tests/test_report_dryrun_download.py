@@ -4,8 +4,8 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from helpers import read_jsonl, run_cli, run_main, write_classfile
 
-from conftest import read_jsonl, run_cli, run_main, write_classfile
 from imaginarynet.filters.clip import ClipFilter
 
 
@@ -105,9 +105,9 @@ def test_report_command_rewrites_it(reported):
 
 
 def test_dry_run_loads_no_model_and_prints_quotas(tiny, tmp_path, monkeypatch, capsys):
-    import imaginarynet.pipeline as pipeline
+    import imaginarynet.work as work
 
-    monkeypatch.setattr(pipeline, "Stages", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(work, "StageSet", lambda *a, **k: pytest.fail("a model was loaded"))
     classes = write_classfile(tmp_path / "c.txt", ["dog", "diningtable: dining table", "cat"])
     out = tmp_path / "never"
     code = run_main(["--num", 10, "--classfile", classes, "--outputdir", out, "--sd-model", tiny["sd"],

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import read_jsonl, run_cli, write_classfile
 from PIL import Image
 
-from conftest import read_jsonl, run_cli, write_classfile
 from imaginarynet.plan import SHARD_BLOCK, AttemptScheduler, shard_owner
 
 
@@ -55,11 +55,14 @@ def test_two_local_workers(setup, kind):
     workers = json.loads((out / "run.json").read_text())["models"]["workers"]
     assert workers["devices"] == ["cpu", "cpu"] and sum(workers["attempts_per_worker"]) >= 18
     assert min(workers["attempts_per_worker"]) > 0
+    timings = json.loads((out / "run.json").read_text())["timings"]
+    assert timings["load"] > 0 and timings["generate"] > 0  # the workers' own stage times reach run.json
 
 
 @pytest.mark.parametrize("kind", ["plain", "clip"])
 def test_ray_local_cluster(setup, kind):
-    pytest.importorskip("ray")
+    import ray  # noqa: F401  (a missing ray fails the test, it does not skip it)
+
     d, args, single = setup
     out = d / f"ray-{kind}"
     res = run_cli(args[kind] + ["--outputdir", out, "--engine", "ray", "--workers", 2], timeout=600)
@@ -85,6 +88,19 @@ def test_shards_then_finalize(setup, kind):
     shard_attempts = [len(read_jsonl(p)) for p in sorted((out / ".state" / "shards").glob("ledger-*"))]
     assert all(n > 0 for n in shard_attempts)  # both slices did work
     assert run_cli(["check", out]).returncode == 0
+
+
+def test_a_shard_slice_runs_on_its_own_workers(setup):
+    """--shard honours --workers (and --devices): a SLURM task holding several devices uses them all."""
+    d, args, single = setup
+    out = d / "shard-workers"
+    first = run_cli(args["plain"] + ["--outputdir", out, "--shard", "1/2"])
+    assert first.returncode == 0 and "the last shard to finish assembles the dataset" in first.stderr
+    last = run_cli(args["plain"] + ["--outputdir", out, "--shard", "0/2", "--workers", 2])
+    assert last.returncode == 0, last.stderr
+    workers = json.loads((out / "run.json").read_text())["models"]["workers"]
+    assert workers["devices"] == ["cpu", "cpu"] and min(workers["attempts_per_worker"]) > 0
+    assert_same_dataset(single["plain"], out)
 
 
 def test_shard_alone_then_finalize_command_fills_the_rest(setup):
@@ -155,10 +171,14 @@ def test_scheduler_fills_gaps_first_and_respects_shard_ownership():
     sched.record([{"class": "a", "k": 1, "status": "rejected"}])
     assert sched.next_batch(3) == [(0, 4)]  # 3 still in flight
     # a shard issues only its own blocks, and counts the others' unfinished attempts as in flight
-    owns = lambda c, k: shard_owner(c, k, 2) == 1  # noqa: E731
-    shard = AttemptScheduler([20], [80], ["a"], {}, owns=owns)
-    batch = shard.next_batch(100)
-    assert [k for _, k in batch] == list(range(SHARD_BLOCK, 2 * SHARD_BLOCK)) + list(range(3 * SHARD_BLOCK, 20))
-    assert all(shard_owner(0, k, 2) == 1 for _, k in batch)
-    # with a 2-class plan each class's first block goes to a different shard
-    assert shard_owner(0, 0, 2) != shard_owner(1, 0, 2)
+    assert SHARD_BLOCK == 8  # the numbers below are written out for blocks of 8 attempts
+    shards = [AttemptScheduler([20], [80], ["a"], {}, owns=lambda c, k, i=i: shard_owner(c, k, 2) == i)
+              for i in range(2)]
+    issued = [[k for _, k in s.next_batch(100)] for s in shards]
+    # quota 20, nothing finished: a sequential run wants attempts 0..19; blocks of 8 alternate 0, 1, 0
+    assert issued == [list(range(0, 8)) + list(range(16, 20)), list(range(8, 16))]
+    # with a 3-class plan, each class's first block goes to another shard (small quotas still spread)
+    firsts = [AttemptScheduler([4] * 3, [16] * 3, ["a", "b", "c"], {},
+                               owns=lambda c, k, i=i: shard_owner(c, k, 3) == i).next_batch(100) for i in range(3)]
+    assert firsts == [[(0, 0), (0, 1), (0, 2), (0, 3)], [(1, 0), (1, 1), (1, 2), (1, 3)],
+                      [(2, 0), (2, 1), (2, 2), (2, 3)]]

@@ -13,6 +13,7 @@ from typing import Protocol
 from PIL import Image
 
 from imaginarynet.errors import UserError
+from imaginarynet.runtime import quiet_libraries, resolve_device  # noqa: F401  (plugins import them from here)
 
 
 @dataclass(frozen=True)
@@ -24,11 +25,11 @@ class Request:
 @dataclass
 class Generated:
     image: Image.Image | None  # None when the backend's safety checker flagged it
-    flagged: bool = False
 
 
 class Backend(Protocol):
     name: str
+    requires: tuple[str, ...]  # modules that must import (`imaginarynet backends` reports them)
 
     def load(self) -> None:
         """Load models onto the device (called once per process, only if work remains)."""
@@ -39,8 +40,9 @@ class Backend(Protocol):
     def describe(self) -> dict:
         """Models, dtype, device, settings actually used: recorded in run.json."""
 
-    # Optional: @classmethod validate_options(cls, options: dict) -> dict, raising UserError
-    # for a bad --backend-option; without it a backend accepts no options.
+    @classmethod
+    def validate_options(cls, options: dict) -> dict:
+        """Optional: the checked --backend-option values, or UserError. Without it, no options."""
 
 
 BUILTIN = {
@@ -106,28 +108,3 @@ def check_backend_options(cfg) -> dict:
 
 def create_backend(cfg) -> Backend:
     return load_backend_class(find_backend(cfg.backend))(cfg)
-
-
-def resolve_device(requested: str | None) -> str:
-    if requested:
-        return requested
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
-
-
-def quiet_libraries() -> None:
-    """Our progress bar is the only one: silence the loaders' bars and advice."""
-    import os
-
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    for name in ("transformers", "diffusers"):
-        try:
-            logging = __import__(f"{name}.utils.logging", fromlist=["logging"])
-        except ImportError:
-            continue
-        logging.set_verbosity_error()
-        logging.disable_progress_bar()

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import warnings
 
-from imaginarynet.backends.base import Generated, Request, quiet_libraries, resolve_device
+from imaginarynet.backends.base import Generated, Request
 from imaginarynet.errors import UserError, require
+from imaginarynet.runtime import quiet_libraries, resolve_device
 
 SCHEDULER_CLASSES = {
     "pndm": "PNDMScheduler",
@@ -138,7 +139,7 @@ class StableDiffusionBackend:
         results = []
         for pixels, flagged in zip(out.images, flags):
             if flagged:
-                results.append(Generated(None, flagged=True))
+                results.append(Generated(None))
                 continue
             arr = (np.clip(pixels, 0.0, 1.0) * 255.0).round().astype(np.uint8)
             results.append(Generated(Image.fromarray(arr, "RGB")))

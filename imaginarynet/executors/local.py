@@ -7,16 +7,15 @@ import traceback
 
 from imaginarynet.errors import UserError
 from imaginarynet.errors import WorkerDiedError as WorkerDied
-
-PREFETCH = 2  # units queued per worker, so no worker waits for the parent
+from imaginarynet.executors.base import PREFETCH, least_loaded
 
 
 def _worker_main(cfg, device: str, conn) -> None:
-    from imaginarynet.executors.worker import UnitWorker
+    from imaginarynet.work import UnitWorker
 
     try:
         worker = UnitWorker(cfg, device)
-        conn.send(("ready", worker.describe()))
+        conn.send(("ready", worker.ready()))
         while (task := conn.recv()) is not None:
             uid, batch = task
             records, seconds = worker.run(batch)
@@ -30,9 +29,8 @@ def _worker_main(cfg, device: str, conn) -> None:
         raise SystemExit(1)
 
 
-def run_local(cfg, devices: list[str], sched, on_unit, on_ready) -> dict[int, int]:
-    """Run until the scheduler is done. on_unit(records, seconds, worker) commits a finished unit.
-    Returns attempts per worker."""
+def run_local(cfg, devices: list[str], next_unit, sink) -> dict[int, int]:
+    """Run until no unit is wanted (the contract in executors/__init__.py); returns attempts per worker."""
     import multiprocessing as mp
     from multiprocessing.connection import wait
 
@@ -56,11 +54,10 @@ def run_local(cfg, devices: list[str], sched, on_unit, on_ready) -> dict[int, in
     ready: set[int] = set()
     try:
         while True:
-            # Units go out once every worker has loaded its models, each to a worker with the fewest
-            # attempts so far: the split stays within one unit (identical devices do identical work).
+            # Units go out once every worker has loaded its models (they start together, for an even split).
             while len(ready) == len(procs):
-                i = min(range(len(procs)), key=lambda j: (assigned[j], len(pending[j]), j))
-                if len(pending[i]) >= PREFETCH or not (batch := sched.next_batch(cfg.batch_size)):
+                i = least_loaded(assigned, [len(pending[j]) for j in range(len(procs))])
+                if len(pending[i]) >= PREFETCH or not (batch := next_unit()):
                     break
                 pending[i][uid] = batch
                 assigned[i] += len(batch)
@@ -85,12 +82,13 @@ def run_local(cfg, devices: list[str], sched, on_unit, on_ready) -> dict[int, in
                     raise WorkerDied(f"worker {i} ({devices[i]}) failed: {payload}")
                 if kind == "ready":
                     ready.add(i)
-                    on_ready(payload)
+                    sink.ready(*payload)
                     continue
                 done_uid, records, seconds = payload
                 pending[i].pop(done_uid)
                 per_worker[i] += len(records)
-                on_unit(records, seconds, i)
+                sink.record(records)
+                sink.commit(records, seconds, i)  # the worker staged the images before it answered
     finally:
         for conn, p in zip(conns, procs):
             try:

@@ -6,13 +6,13 @@ must be on a filesystem every node sees; the driver owns the ledger and the sche
 from __future__ import annotations
 
 from imaginarynet.errors import UserError, WorkerDiedError, require
+from imaginarynet.executors.base import PREFETCH, least_loaded
+from imaginarynet.work import UnitWorker
 
-PREFETCH = 2
 
-
-def run_ray(cfg, devices: list[str], sched, on_unit, on_ready) -> dict[int, int]:
+def run_ray(cfg, devices: list[str], next_unit, sink) -> dict[int, int]:
+    """The contract in executors/__init__.py, on Ray actors; returns attempts per worker."""
     ray = require("ray", "ray", "--engine ray")
-    from imaginarynet.executors.worker import UnitWorker
 
     if not ray.is_initialized():
         local = {} if cfg.ray_address else {"num_cpus": max(len(devices), 1)}
@@ -22,20 +22,21 @@ def run_ray(cfg, devices: list[str], sched, on_unit, on_ready) -> dict[int, int]
     actor_cls = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1)(UnitWorker)
     # Ray hands each GPU actor its own device (CUDA_VISIBLE_DEVICES): inside, it is cuda:0.
     actors = [actor_cls.remote(cfg, "cuda:0" if gpus else d) for d in devices]
-    try:
-        on_ready(ray.get(actors[0].describe.remote()))
-    except ray.exceptions.RayError as exc:
-        raise _explain(exc, 0) from exc
+    for i, actor in enumerate(actors):
+        try:
+            sink.ready(*ray.get(actor.ready.remote()))
+        except ray.exceptions.RayError as exc:
+            raise _explain(exc, i) from exc
     per_worker = {i: 0 for i in range(len(actors))}
     running: dict = {}  # object ref -> (actor index, batch)
-    slots = [PREFETCH] * len(actors)
+    queued = [0] * len(actors)
     assigned = [0] * len(actors)
     while True:
-        while True:  # to the actor with the fewest attempts so far, as the local executor does
-            i = min(range(len(actors)), key=lambda j: (assigned[j], -slots[j], j))
-            if not slots[i] or not (batch := sched.next_batch(cfg.batch_size)):
+        while True:
+            i = least_loaded(assigned, queued)
+            if queued[i] >= PREFETCH or not (batch := next_unit()):
                 break
-            slots[i] -= 1
+            queued[i] += 1
             assigned[i] += len(batch)
             running[actors[i].run.remote(batch)] = (i, batch)
         if not running:
@@ -47,8 +48,9 @@ def run_ray(cfg, devices: list[str], sched, on_unit, on_ready) -> dict[int, int]
         except ray.exceptions.RayError as exc:
             raise _explain(exc, i) from exc
         per_worker[i] += len(records)
-        on_unit(records, seconds, i)
-        slots[i] += 1
+        sink.record(records)
+        sink.commit(records, seconds, i)  # the actor staged the images before it returned
+        queued[i] -= 1
     for actor in actors:
         ray.kill(actor)
     return per_worker

@@ -1,10 +1,20 @@
 """Filters judge generated images: `score(candidates)` returns one dict per candidate,
-with at least {"accepted": bool}; the dict is stored in the ledger and metadata."""
+with at least {"accepted": bool}; the dict is stored in the ledger and metadata.
+
+A new filter is one module with a class that satisfies Filter plus one line in FILTERS.
+"""
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import Protocol
 
 from PIL import Image
+
+# name -> "module:Class"; every class is built as Class(cfg)
+FILTERS = {
+    "clip": "imaginarynet.filters.clip:ClipFilter",
+}
 
 
 @dataclass(frozen=True)
@@ -14,3 +24,26 @@ class Candidate:
     label: str
     k: int
     prompt: str
+
+
+class Filter(Protocol):
+    def load(self) -> None:
+        """Load models (once per process, only if work remains)."""
+
+    def score(self, candidates: list[Candidate]) -> list[dict]:
+        """One verdict per candidate, in order, each with "accepted"."""
+
+    def describe(self) -> dict:
+        """What run.json records about the filter."""
+
+
+def filter_name(cfg) -> str | None:
+    return "clip" if cfg.clip else None
+
+
+def create_filter(cfg) -> Filter | None:
+    name = filter_name(cfg)
+    if name is None:
+        return None
+    module, _, attr = FILTERS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)(cfg)

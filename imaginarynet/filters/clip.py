@@ -48,7 +48,7 @@ class ClipFilter:
     def load(self) -> None:
         torch = require("torch", "clip", "--clip")
         open_clip = require("open_clip", "clip", "--clip")
-        from imaginarynet.backends.base import resolve_device
+        from imaginarynet.runtime import resolve_device
 
         self._torch = torch
         if self.device is None:
@@ -86,7 +86,7 @@ class ClipFilter:
 
 def load_open_clip(open_clip, model: str, pretrained: str, device: str):
     """(model, image preprocess, tokenizer), in eval mode on `device`."""
-    from imaginarynet.backends.base import quiet_libraries
+    from imaginarynet.runtime import quiet_libraries
 
     quiet_libraries()
     name, weights = model_spec(model, pretrained)
@@ -96,3 +96,13 @@ def load_open_clip(open_clip, model: str, pretrained: str, device: str):
     except (OSError, RuntimeError, ValueError) as exc:
         raise UserError(f"cannot load CLIP model {name!r} ({weights}): {str(exc).splitlines()[0]}") from exc
     return clip_model.eval(), preprocess, tokenizer
+
+
+def class_text_embeddings(texts: list[str], model: str, pretrained: str, device: str = "cpu"):
+    """(C, D) float16 CLIP text features, unnormalised, in the given order (Detic's class embeddings)."""
+    torch = require("torch", "clip", "Detic embeddings")
+    open_clip = require("open_clip", "clip", "Detic embeddings")
+    clip_model, _, tokenizer = load_open_clip(open_clip, model, pretrained, device)
+    with torch.inference_mode():
+        feats = clip_model.encode_text(tokenizer(texts).to(device)).float()
+    return feats.cpu().numpy().astype("float16")

@@ -1,12 +1,37 @@
-"""Prompt sources: the k-th prompt of a class is a pure function of (run seed, class, k)."""
+"""Prompt sources: the k-th prompt of a class is a pure function of (run seed, class, k).
+
+A new source is one module with a class that satisfies PromptSource plus one line in SOURCES.
+"""
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+from typing import Protocol
 
-def create_prompt_source(cfg, state_dir):
-    if cfg.gpt:
-        from imaginarynet.prompts.gpt2 import GPT2Expander
+from imaginarynet.classes import ImageClass
 
-        return GPT2Expander(cfg, state_dir)
-    from imaginarynet.prompts.template import TemplatePrompts
+# name -> "module:Class"; every class is built as Class(cfg, state_dir)
+SOURCES = {
+    "template": "imaginarynet.prompts.template:TemplatePrompts",
+    "gpt2": "imaginarynet.prompts.gpt2:GPT2Expander",
+}
 
-    return TemplatePrompts(cfg.template)
+
+class PromptSource(Protocol):
+    def load(self) -> None:
+        """Load models (once per process, only if work remains)."""
+
+    def prompts(self, cls: ImageClass, ks: list[int]) -> list[str]:
+        """The prompts of attempts ks of class cls, in order."""
+
+    def describe(self) -> dict:
+        """What run.json records about the source."""
+
+
+def source_name(cfg) -> str:
+    return "gpt2" if cfg.gpt else "template"
+
+
+def create_prompt_source(cfg, state_dir: Path) -> PromptSource:
+    module, _, attr = SOURCES[source_name(cfg)].partition(":")
+    return getattr(importlib.import_module(module), attr)(cfg, state_dir)

@@ -54,7 +54,7 @@ class GPT2Expander:
     def load(self) -> None:
         torch = require("torch", "gpt", "--gpt")
         transformers = require("transformers", "gpt", "--gpt")
-        from imaginarynet.backends.base import quiet_libraries, resolve_device
+        from imaginarynet.runtime import quiet_libraries, resolve_device
 
         quiet_libraries()
         self.device = resolve_device(self.cfg.device)
@@ -103,7 +103,7 @@ class GPT2Expander:
             grew = True
         if grew:
             atomic_write_text(self.cache_dir / f"{cls.label}.json", json.dumps(stream))
-        if stream["fallback"] and len(stream["prompts"]) < need and not self.warned:
+        if stream["fallback"] and len(stream["prompts"]) < need and not self.warned and not self.cfg.quiet:
             self.warned = True
             print(f"warning: GPT-2 keeps repeating itself for {cls.label!r}; "
                   "using the template prompt for the remaining attempts", file=sys.stderr)

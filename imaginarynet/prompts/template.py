@@ -5,8 +5,8 @@ from imaginarynet.classes import ImageClass
 
 
 class TemplatePrompts:
-    def __init__(self, template: str):
-        self.template = template
+    def __init__(self, cfg, state_dir=None):
+        self.template = cfg.template
 
     def load(self) -> None:
         pass

@@ -1,9 +1,11 @@
 """Detic image-labeled data, ImageNet-LVIS style (FORMATS.md, "Detic").
 
-Writes the image-info JSON (images with pos_category_ids, no annotations),
-cat_info (image_count per category, for the federated loss) and the CLIP text
-embeddings of the category names ("a " + name, ViT-B/32 text tower, rows by
-ascending id, float16, not normalised: Detic normalises itself).
+Builds the image-info JSON (images with pos_category_ids, no annotations) and
+cat_info (image_count per category, for the federated loss). The third file, the
+CLIP text embeddings of the category names (EMBEDDING_PREFIX + name, ViT-B/32 text
+tower, rows by ascending id, float16, not normalised: Detic normalises itself), is
+model output: exports.py computes it through filters.clip, so this writer stays free
+of model code.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from pathlib import Path
 
 from imaginarynet.errors import UserError
 from imaginarynet.reader import Item
+
+EMBEDDING_PREFIX = "a "  # Detic's own class-name prompt for its CLIP text embeddings
 
 
 def _key(text: str) -> str:
@@ -69,16 +73,3 @@ def detic_dicts(items: list[Item], classes, categories: list[dict], mapping: dic
             "annotations": []}
     cat_info = [{"id": c["id"], "image_count": counts[c["id"]]} for c in categories]
     return info, cat_info
-
-
-def text_embeddings(names: list[str], model: str, pretrained: str, device: str = "cpu"):
-    """(C, 512) float16 CLIP text features of "a " + name, unnormalised, in the given order."""
-    from imaginarynet.errors import require
-    from imaginarynet.filters.clip import load_open_clip
-
-    torch = require("torch", "clip", "Detic embeddings")
-    open_clip = require("open_clip", "clip", "Detic embeddings")
-    clip_model, _, tokenizer = load_open_clip(open_clip, model, pretrained, device)
-    with torch.inference_mode():
-        feats = clip_model.encode_text(tokenizer(["a " + n for n in names]).to(device)).float()
-    return feats.cpu().numpy().astype("float16")

@@ -6,11 +6,11 @@ temporary name and renamed, so a crash never leaves a half-written file.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from xml.sax.saxutils import escape
 
 from imaginarynet.dataset import Entry, split_ids
 from imaginarynet.fsutil import atomic_write_text, place_file
+from imaginarynet.outdir import OutputDir
 
 
 def annotation_xml(e: Entry) -> str:
@@ -30,20 +30,18 @@ def annotation_xml(e: Entry) -> str:
     )
 
 
-def write_voc(root: Path, state: Path, entries: list[Entry], labels: list[str]) -> None:
-    voc = Path(root) / "VOC2007"
-    images, annotations, sets = voc / "JPEGImages", voc / "Annotations", voc / "ImageSets" / "Main"
-    for d in (images, annotations, sets):
+def write_voc(out: OutputDir, entries: list[Entry], labels: list[str]) -> None:
+    for d in (out.images, out.annotations, out.imagesets):
         d.mkdir(parents=True, exist_ok=True)
     for e in entries:
-        dst = images / f"{e.id}.jpg"
-        src = state / e.staged
+        dst = out.image(e.id)
+        src = out.staged(e.staged)
         if not (dst.exists() and os.path.samefile(src, dst)):
             place_file(src, dst)
-        atomic_write_text(annotations / f"{e.id}.xml", annotation_xml(e))
+        atomic_write_text(out.annotation(e.id), annotation_xml(e))
     label_of = {e.id: e.label for e in entries}
     for split, ids in split_ids(list(label_of)).items():
-        atomic_write_text(sets / f"{split}.txt", "".join(f"{i}\n" for i in ids))
+        atomic_write_text(out.imageset(split), "".join(f"{i}\n" for i in ids))
         for label in labels:
             lines = "".join(f"{i} {1 if label_of[i] == label else -1}\n" for i in ids)
-            atomic_write_text(sets / f"{label}_{split}.txt", lines)
+            atomic_write_text(out.imageset(f"{label}_{split}"), lines)

@@ -29,10 +29,10 @@ class DalleMiniBackend:
         jax = require("jax", "dalle", "the DALL·E mini backend")
         require("flax", "dalle", "the DALL·E mini backend")
         transformers = require("transformers", "dalle", "the DALL·E mini backend")
-        from imaginarynet.backends.base import quiet_libraries
         from imaginarynet.backends.dalle_mini import dallebart, vqgan
         from imaginarynet.backends.dalle_mini.loading import config_from, load_params, resolve_folder
         from imaginarynet.backends.dalle_mini.text import TextNormalizer
+        from imaginarynet.runtime import quiet_libraries
 
         quiet_libraries()
         # The original's key stream (split/categorical) is the non-partitionable threefry.
@@ -91,8 +91,9 @@ class DalleMiniBackend:
 
             return Path(hf_hub_download("dalle-mini/dalle-mini", filename=WORDS_FILE))
         except Exception:
-            print(f"warning: {WORDS_FILE} is not available offline; #hashtags in prompts are not split into words",
-                  file=sys.stderr)
+            if not self.cfg.quiet:
+                print(f"warning: {WORDS_FILE} is not available offline; #hashtags in prompts are not split into words",
+                      file=sys.stderr)
             return None
 
     def _sharding(self):

@@ -314,28 +314,6 @@ def generate(params, cfg: DalleBartConfig, input_ids, attention_mask, key=None, 
     return _compiled(cfg, sampling)(params, input_ids, attention_mask, uncond_ids, uncond_mask, key)
 
 
-@lru_cache(maxsize=None)
-def _jitted_encode(cfg: DalleBartConfig):
-    return jax.jit(lambda params, ids, mask: encode(params, cfg, ids, mask))
-
-
-@lru_cache(maxsize=None)
-def _jitted_decode(cfg: DalleBartConfig):
-    return jax.jit(lambda params, ids, enc, mask: decode(params, cfg, ids, enc, mask))
-
-
-def generate_uncached(params, cfg: DalleBartConfig, input_ids, attention_mask):
-    """Greedy decoding that recomputes the whole prefix every step: the reference for the cache."""
-    enc = _jitted_encode(cfg)(params, input_ids, attention_mask)
-    seq = jnp.full((input_ids.shape[0], 1), cfg.decoder_start_token_id, jnp.int32)
-    full_pass = _jitted_decode(cfg)
-    for _ in range(cfg.image_length):
-        logits = full_pass(params, seq, enc, attention_mask)[:, -1].astype(jnp.float32)
-        logits = logits.at[:, cfg.eos_token_id].set(-jnp.inf)
-        seq = jnp.concatenate([seq, jnp.argmax(logits, axis=-1).astype(jnp.int32)[:, None]], axis=1)
-    return seq
-
-
 def cast_params(params, dtype):
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
 

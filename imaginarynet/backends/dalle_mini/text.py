@@ -4,7 +4,7 @@ The steps (fix mojibake, unescape HTML, spell out emoji, transliterate to
 ASCII, lower-case, drop wiki references/HTML tags/URLs, turn punctuation into
 commas while protecting decimals, dates and contractions, split hashtags into
 words) reproduce dalle-mini 0.1.5's TextNormalizer; parity is tested against
-outputs of the original in shared/fixtures/dalle_mini/text_normalizer.json.
+outputs of the original in tests/fixtures/dalle_mini/text_normalizer.json.
 """
 from __future__ import annotations
 

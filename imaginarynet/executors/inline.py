@@ -1,0 +1,46 @@
+"""One worker in this process: the JPEG writes of unit i overlap the generation of unit i+1.
+
+The worker (its loaded models) is kept between calls, so a --shard that also assembles the
+dataset loads its models once.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from imaginarynet.work import UnitWorker
+
+WRITE_THREADS = 4
+
+
+class InlineExecutor:
+    def __init__(self):
+        self.worker: UnitWorker | None = None
+
+    def __call__(self, cfg, devices: list[str], next_unit, sink) -> dict[int, int]:
+        if self.worker is None:
+            self.worker = UnitWorker(cfg, devices[0] if devices else None)
+            sink.ready(*self.worker.ready())
+        worker = self.worker
+        attempts = 0
+        pending = None  # the previous unit: (records, futures, seconds), committed once its files exist
+
+        def finish(records, futures, seconds) -> None:
+            start = time.perf_counter()
+            for f in futures:
+                f.result()  # re-raises a failed write before the ledger points at the file
+            seconds["write"] = seconds.get("write", 0.0) + time.perf_counter() - start
+            sink.commit(records, seconds, 0)
+
+        with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+            while unit := next_unit():
+                records, writes, seconds = worker.generate(unit)
+                sink.record(records)
+                futures = [pool.submit(worker.stage_one, path, image) for path, image in writes]
+                if pending:
+                    finish(*pending)
+                pending = (records, futures, seconds)
+                attempts += len(records)
+            if pending:
+                finish(*pending)
+        return {0: attempts}

@@ -1,0 +1,87 @@
+"""What a run shows while and after it works: the progress bar, the --log-json event log and the
+per-class summary table. Reads the scheduler's counts; never decides anything."""
+from __future__ import annotations
+
+import json
+import time
+
+
+def kept_total(sched) -> int:
+    """Images kept so far toward the quotas (attempts past a quota do not count)."""
+    return sum(min(k, q) for k, q in zip(sched.kept, sched.quotas))
+
+
+class Progress:
+    def __init__(self, sched, quiet: bool):
+        from tqdm import tqdm
+
+        self.sched = sched
+        self.bar = tqdm(total=sum(sched.quotas), initial=kept_total(sched), unit="img", desc="kept",
+                        disable=quiet, dynamic_ncols=True)
+
+    def update(self) -> None:
+        self.bar.update(kept_total(self.sched) - self.bar.n)
+        attempted = sum(self.sched.attempted)
+        if attempted:
+            self.bar.set_postfix(accept=f"{sum(self.sched.kept) / attempted:.0%}", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class EventLog:
+    """--log-json: one JSON object per line and event (start, every batch, end), flushed at once.
+    A context manager, so the file is closed when a run raises."""
+
+    def __init__(self, path):
+        self.file = open(path, "a", encoding="utf-8") if path else None
+
+    def write(self, event: str, **fields) -> None:
+        if self.file:
+            self.file.write(json.dumps({"event": event, "time": round(time.time(), 3), **fields}) + "\n")
+            self.file.flush()
+
+    def batch(self, records: list[dict], seconds: float, **extra) -> None:
+        per_class: dict[str, dict] = {}
+        for r in records:
+            c = per_class.setdefault(r["class"], {"attempts": 0, "kept": 0})
+            c["attempts"] += 1
+            c["kept"] += r["status"] == "kept"
+        self.write("batch", attempts=len(records), kept=sum(c["kept"] for c in per_class.values()),
+                   classes=per_class, seconds=round(seconds, 3), **extra)
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+            self.file = None
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def summary_rows(labels: list[str], sched) -> list[dict]:
+    rows = []
+    for i, label in enumerate(labels):
+        attempted, quota = sched.attempted[i], sched.quotas[i]
+        rows.append({"class": label, "target": quota, "kept": min(sched.kept[i], quota), "attempts": attempted,
+                     "acceptance": round(sched.kept[i] / attempted, 4) if attempted else None})
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    width = max([len("class")] + [len(r["class"]) for r in rows])
+    lines = [f"{'class':<{width}}  {'kept':>6} / {'target':<6} {'attempts':>8}  {'accept':>6}"]
+    for r in rows:
+        acc = "-" if r["acceptance"] is None else f"{r['acceptance']:.0%}"
+        mark = "  SHORT" if r["kept"] < r["target"] else ""
+        lines.append(f"{r['class']:<{width}}  {r['kept']:>6} / {r['target']:<6} {r['attempts']:>8}  {acc:>6}{mark}")
+    return "\n".join(lines)

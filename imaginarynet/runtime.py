@@ -1,0 +1,74 @@
+"""Where and with what a run executes: devices, worker device lists, library noise, package versions.
+
+Plain helpers shared by the stages and the orchestrator; torch is imported only when a
+device must be discovered.
+"""
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+VERSIONED_PACKAGES = ("imaginarynet", "torch", "diffusers", "transformers", "open_clip_torch", "jax", "flax",
+                      "pillow")
+
+
+def resolve_device(requested: str | None) -> str:
+    """The device asked for, else cuda when torch sees one, else cpu."""
+    if requested:
+        return requested
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def worker_devices(cfg) -> list[str]:
+    """One entry per worker: --devices (a list or 'all'), else --workers copies of --device."""
+    if cfg.devices:
+        if cfg.devices == "all":
+            import torch
+
+            n = torch.cuda.device_count()
+            return [f"cuda:{i}" for i in range(n)] if n else ["cpu"]
+        return [d.strip() for d in cfg.devices.split(",") if d.strip()]
+    if cfg.workers > 1 or cfg.engine == "ray":
+        return [cfg.device or resolve_device(None)] * cfg.workers
+    return [cfg.device or ""]
+
+
+def quiet_libraries() -> None:
+    """Our progress bar is the only one: silence the loaders' bars and advice."""
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for name in ("transformers", "diffusers"):
+        try:
+            logging = __import__(f"{name}.utils.logging", fromlist=["logging"])
+        except ImportError:
+            continue
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+
+
+def share_cores(workers: int) -> None:
+    """CPU workers split the cores instead of each starting a thread per core."""
+    import importlib.util
+    import os
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    if importlib.util.find_spec("torch"):
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def package_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

@@ -1,0 +1,163 @@
+"""One unit of work for one worker: prompts → backend → filter → ledger records and staged JPEGs.
+
+A unit is a list of (class index, attempt k) pairs chosen by the scheduler. UnitWorker loads
+the stage set once, then `generate`s units (no disk writes) and `stage`s their images (atomic
+writes). Executors decide where workers run; nothing here loops over units.
+"""
+from __future__ import annotations
+
+import io
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from imaginarynet.backends.base import Request, create_backend
+from imaginarynet.config import RunConfig
+from imaginarynet.errors import UserError
+from imaginarynet.filters import Candidate, create_filter
+from imaginarynet.fsutil import atomic_write_bytes
+from imaginarynet.ledger import Attempt, new_attempt
+from imaginarynet.outdir import OutputDir
+from imaginarynet.plan import attempt_seed
+from imaginarynet.prompts import create_prompt_source
+from imaginarynet.runtime import share_cores
+
+JPEG_QUALITY = 95
+
+Unit = list[tuple[int, int]]
+Writes = list[tuple[Path, object]]  # (absolute path, PIL image)
+
+
+def encode_jpeg(image) -> bytes:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=JPEG_QUALITY)
+    return buf.getvalue()
+
+
+class StageSet:
+    """The models of one worker, built from the options; `load` loads them all."""
+
+    def __init__(self, cfg: RunConfig, out: OutputDir):
+        self.cfg = cfg
+        self.prompts = create_prompt_source(cfg, out.state)
+        self.backend = create_backend(cfg)
+        self.filter = create_filter(cfg)
+
+    def load(self) -> None:
+        self.prompts.load()
+        self.backend.load()
+        if self.filter is not None:
+            self.filter.load()
+
+    def describe(self) -> dict:
+        info = {"generator": self.backend.describe(), "prompts": self.prompts.describe()}
+        if self.filter is not None:
+            info["filter"] = self.filter.describe()
+        return info
+
+
+class StageTimer:
+    """Wall-clock seconds spent per stage, for run.json and the report."""
+
+    def __init__(self, previous: dict | None = None):
+        self.seconds = dict(previous or {})
+
+    @contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add({stage: time.perf_counter() - start})
+
+    def add(self, seconds: dict) -> None:
+        for stage, secs in seconds.items():
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + secs
+
+    def rounded(self) -> dict:
+        return {k: round(v, 3) for k, v in self.seconds.items()}
+
+
+def run_batch(cfg: RunConfig, stages: StageSet, batch: Unit, timer: StageTimer,
+              out: OutputDir) -> tuple[list[Attempt], Writes]:
+    """Generate and judge one batch; returns ledger records and the images to stage."""
+    classes = cfg.classes
+    prompts: dict[tuple[int, int], str] = {}
+    with timer("prompts"):
+        for ci in sorted({ci for ci, _ in batch}):
+            ks = [k for c, k in batch if c == ci]
+            prompts.update(zip(((ci, k) for k in ks), stages.prompts.prompts(classes[ci], ks)))
+    requests = [Request(prompts[ci, k], attempt_seed(cfg.seed, classes[ci].label, k)) for ci, k in batch]
+    with timer("generate"):
+        generated = stages.backend.generate(requests)
+    if len(generated) != len(requests):
+        raise UserError(f"backend {cfg.backend!r} returned {len(generated)} images for {len(requests)} prompts")
+    scores = [None] * len(batch)
+    if stages.filter is not None:
+        judged = [i for i, g in enumerate(generated) if g.image is not None]
+        candidates = [Candidate(generated[i].image, batch[i][0], classes[batch[i][0]].label, batch[i][1],
+                                requests[i].prompt) for i in judged]
+        with timer("filter"):
+            for i, s in zip(judged, stages.filter.score(candidates)):
+                scores[i] = s
+    records, writes = [], []
+    for (ci, k), req, gen, score in zip(batch, requests, generated, scores):
+        label = classes[ci].label
+        if gen.image is None:
+            records.append(new_attempt(label, k, req.prompt, req.seed, "flagged", score))
+            continue
+        status = "kept" if score is None or score["accepted"] else "rejected"
+        file = out.staged_rel(label, k) if status == "kept" else None
+        records.append(new_attempt(label, k, req.prompt, req.seed, status, score, file, gen.image.size))
+        if file:
+            writes.append((out.staged(file), gen.image))
+        elif cfg.keep_rejected:
+            writes.append((out.rejected_path(label, k), gen.image))
+    return records, writes
+
+
+class UnitWorker:
+    """One worker: loads the stage set once, then turns units into ledger records and staged images.
+
+    Used in-process (executors.inline), in worker processes (executors.local) and as a Ray actor.
+    """
+
+    def __init__(self, cfg: RunConfig, device: str | None):
+        start = time.perf_counter()
+        self.cfg = replace(cfg, device=device) if device else cfg
+        if (device or "cpu").startswith("cpu") and cfg.workers > 1:
+            share_cores(cfg.workers)
+        self.out = OutputDir(self.cfg.outputdir)
+        self.stages = StageSet(self.cfg, self.out)
+        self.stages.load()
+        self.load_seconds = time.perf_counter() - start
+
+    def describe(self) -> dict:
+        return self.stages.describe()
+
+    def ready(self) -> tuple[dict, float]:
+        return self.describe(), self.load_seconds
+
+    def generate(self, unit: Unit) -> tuple[list[Attempt], Writes, dict]:
+        """Records, images to stage and seconds per stage; writes nothing."""
+        timer = StageTimer()
+        records, writes = run_batch(self.cfg, self.stages, [tuple(x) for x in unit], timer, self.out)
+        return records, writes, timer.seconds
+
+    @staticmethod
+    def stage_one(path: Path, image) -> None:
+        atomic_write_bytes(path, encode_jpeg(image))
+
+    def stage(self, writes: Writes) -> float:
+        """Encode and write the unit's images (before any ledger names them); returns seconds taken."""
+        start = time.perf_counter()
+        for path, image in writes:
+            self.stage_one(path, image)
+        return time.perf_counter() - start
+
+    def run(self, unit: Unit) -> tuple[list[Attempt], dict]:
+        """generate + stage, for workers in other processes: records once their images exist."""
+        records, writes, seconds = self.generate(unit)
+        seconds["write"] = seconds.get("write", 0.0) + self.stage(writes)
+        return records, seconds

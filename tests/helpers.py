@@ -1,0 +1,81 @@
+"""Plain helpers for the tests: CLI runners, file readers/writers and the fixture path.
+
+Import them with `from helpers import ...` (the tests folder is on sys.path through
+`pythonpath = ["tests"]` in pyproject.toml). Pytest fixtures live in conftest.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Reference data kept in the repository (tests/fixtures/), so that a fresh clone passes its tests.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def run_cli(args: list[str], timeout: float = 300, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    """The real console entry point in a fresh process."""
+    env = dict(env or os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "imaginarynet", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=env, **kw)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def write_classfile(path: Path, labels: list[str]) -> Path:
+    path.write_text("".join(f"{label}\n" for label in labels))
+    return path
+
+
+def run_main(args: list) -> int:
+    """The CLI in this process (so tests can monkeypatch); returns the exit status."""
+    from imaginarynet.cli import main
+
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        return exc.code or 0
+    return 0
+
+
+def load_voc(out: Path, split="trainval"):
+    """torchvision's VOCDetection expects ROOT/VOCdevkit/VOC2007: OUT is the VOCdevkit."""
+    from torchvision.datasets import VOCDetection
+
+    root = out.parent / f"{out.name}-tv"
+    root.mkdir(exist_ok=True)
+    link = root / "VOCdevkit"
+    if not link.exists():
+        link.symlink_to(out.resolve())
+    return VOCDetection(str(root), year="2007", image_set=split, download=False)
+
+
+def image_bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "VOC2007" / "JPEGImages").glob("*.jpg"))}
+
+
+def _ledger_lines(out: Path) -> int:
+    ledger = out / ".state" / "ledger.jsonl"
+    return len(ledger.read_bytes().splitlines()) if ledger.exists() else 0
+
+
+def kill_midway(args: list, out: Path, min_lines: int, timeout: float = 120) -> None:
+    """Start the CLI, SIGKILL it once the ledger has at least `min_lines` attempts."""
+    proc = subprocess.Popen([sys.executable, "-m", "imaginarynet", *map(str, args)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while _ledger_lines(out) < min_lines:
+            assert proc.poll() is None, "the run finished before it could be killed"
+            assert time.time() < deadline
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
