@@ -93,7 +93,11 @@ def check_voc(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
             if box is None:
                 problems.append((xml_path, "object without bndbox"))
                 continue
-            x1, y1, x2, y2 = (int(float(box.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax"))
+            try:
+                x1, y1, x2, y2 = (int(float(box.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax"))
+            except (TypeError, ValueError):
+                problems.append((xml_path, "bndbox with a missing or non-numeric coordinate"))
+                continue
             if not (1 <= x1 <= x2 <= w and 1 <= y1 <= y2 <= h):
                 problems.append((xml_path, f"box {x1},{y1},{x2},{y2} outside the {w}x{h} image"))
         label_of[i] = names[0] if names else ""
@@ -131,9 +135,22 @@ def check_voc(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
     return problems
 
 
+MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError, OSError)
+
+
 def check_coco(path: Path, images_dir: Path) -> list[tuple[Path, str]]:
+    """Problems of a COCO export; malformed input is a problem line, never an exception."""
+    try:
+        return _check_coco(path, images_dir)
+    except MALFORMED as exc:
+        return [(Path(path), f"malformed: {type(exc).__name__}: {exc}")]
+
+
+def _check_coco(path: Path, images_dir: Path) -> list[tuple[Path, str]]:
     problems = []
     data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict):
+        return [(Path(path), "malformed: not a JSON object")]
     for key in ("images", "annotations", "categories"):
         if key not in data:
             problems.append((path, f"no {key!r}"))
@@ -162,8 +179,7 @@ def check_coco(path: Path, images_dir: Path) -> list[tuple[Path, str]]:
 
 
 def check_detic(folder: Path, images_dir: Path) -> list[tuple[Path, str]]:
-    import numpy as np
-
+    """Problems of a Detic export; malformed input is a problem line naming the file, never an exception."""
     folder = Path(folder)
     problems = []
     info_path, cat_path, emb_path = (folder / n for n in DETIC_FILES)
@@ -172,6 +188,17 @@ def check_detic(folder: Path, images_dir: Path) -> list[tuple[Path, str]]:
             problems.append((p, "missing"))
     if problems:
         return problems
+    current = [info_path]  # the file being read when something malformed turns up
+    try:
+        return _check_detic(info_path, cat_path, emb_path, images_dir, current)
+    except MALFORMED as exc:
+        return [(current[0], f"malformed: {type(exc).__name__}: {exc}")]
+
+
+def _check_detic(info_path, cat_path, emb_path, images_dir, current) -> list[tuple[Path, str]]:
+    import numpy as np
+
+    problems = []
     info = json.loads(info_path.read_text())
     cat_ids = sorted(c["id"] for c in info["categories"])
     if info.get("annotations") != []:
@@ -186,9 +213,11 @@ def check_detic(folder: Path, images_dir: Path) -> list[tuple[Path, str]]:
             counts[c] += 1
         if not (Path(images_dir) / im["file_name"]).exists():
             problems.append((info_path, f"image {im['id']}: file {im['file_name']} missing"))
+    current[0] = cat_path
     cat_info = json.loads(cat_path.read_text())
     if {c["id"]: c["image_count"] for c in cat_info} != counts:
         problems.append((cat_path, "image_count does not match the images"))
+    current[0] = emb_path
     emb = np.load(emb_path)
     # the width is the text tower's (512 for ViT-B/32); rows must match the categories
     if emb.ndim != 2 or emb.shape[0] != len(cat_ids) or emb.dtype != np.float16:

@@ -55,6 +55,7 @@ def resolve_classfile(spec: str) -> Path:
 def parse_classes(text: str, source: str = "<classfile>") -> list[ImageClass]:
     classes: list[ImageClass] = []
     seen: dict[str, int] = {}
+    folded: dict[str, str] = {}
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -66,9 +67,15 @@ def parse_classes(text: str, source: str = "<classfile>") -> list[ImageClass]:
                 f"{source}:{lineno}: bad label {label!r} (labels may not contain spaces, '/' or ':'; "
                 "write 'label: display name')"
             )
+        if label in (".", ".."):  # labels name folders (staging, rejected/, prompts/)
+            raise UserError(f"{source}:{lineno}: bad label {label!r} (it names a folder)")
         if label in seen:
             raise UserError(f"{source}:{lineno}: duplicate class {label!r} (first on line {seen[label]})")
+        if label.casefold() in folded:  # one folder on case-insensitive filesystems
+            raise UserError(f"{source}:{lineno}: class {label!r} differs only in case from "
+                            f"{folded[label.casefold()]!r}")
         seen[label] = lineno
+        folded[label.casefold()] = label
         classes.append(ImageClass(label, name))
     if not classes:
         raise UserError(f"{source}: class file has no classes")

@@ -6,13 +6,17 @@ libraries are imported only inside the commands that need them.
 """
 from __future__ import annotations
 
+import errno
+import os
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from imaginarynet.config import DEFAULTS, DTYPES, ENGINES, SCHEDULERS
-from imaginarynet.errors import UserError, WorkerDiedError
+from imaginarynet.errors import Interrupted, StorageError, UserError, WorkerDiedError
 
 
 class DefaultGroup(click.Group):
@@ -135,6 +139,17 @@ def parse_backend_options(pairs) -> dict:
     return options
 
 
+@contextmanager
+def storage_errors(outputdir: Path):
+    """A full disk or a read-only folder is one line naming the folder, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG):
+            raise
+        raise StorageError(f"{outputdir}: {exc.strerror or exc}") from exc
+
+
 def build_config(opts: dict):
     """Validated RunConfig from CLI options; raises UserError before any model loads."""
     from imaginarynet.classes import load_classes
@@ -163,7 +178,8 @@ def generate(**opts):
         click.echo(describe_plan(cfg))
         return
     say = (lambda *a: None) if cfg.quiet else (lambda msg: click.echo(msg, err=True))
-    result = run(cfg, log=say)
+    with storage_errors(cfg.outputdir):
+        result = run(cfg, log=say)
     if result.outcome == "shard_finished":
         return
     if result.outcome != "already_done":
@@ -272,7 +288,8 @@ def finalize(outputdir, device, quiet):
         raise UserError(f"{outputdir} has no run.json: nothing to finalize")
     cfg = config_from_run(previous, outputdir=outputdir, shard=None, finalize=True, device=device, quiet=quiet,
                           overwrite=False)
-    result = run(cfg, log=lambda m: click.echo(m, err=True))
+    with storage_errors(outputdir):
+        result = run(cfg, log=lambda m: click.echo(m, err=True))
     if not quiet and result.table:
         click.echo(format_table(result.table), err=True)
     click.echo(f"{result.kept}/{result.target} images in {out.voc}", err=True)
@@ -310,10 +327,17 @@ def check(outputdir, fmt, split):
 @click.option("--device", default="cpu", show_default=True, help="Device for the Detic text embeddings.")
 def export(outputdir, fmt, split, images_only, categories, clip_model, clip_pretrained, device):
     """Export a finished dataset as COCO JSON, Detic image-labeled data or a HF imagefolder."""
-    from imaginarynet import exports
     from imaginarynet.outdir import OutputDir
 
-    images = OutputDir(outputdir).images
+    out = OutputDir(outputdir)
+    images = out.images
+    with out.locked():
+        _export(outputdir, fmt, split, images_only, categories, clip_model, clip_pretrained, device, images)
+
+
+def _export(outputdir, fmt, split, images_only, categories, clip_model, clip_pretrained, device, images):
+    from imaginarynet import exports
+
     if fmt == "coco":
         path = exports.export_coco(outputdir, split, images_only)
         click.echo(f"{path} (images in {images})")
@@ -337,9 +361,22 @@ def export(outputdir, fmt, split, images_only, categories, clip_model, clip_pret
 def proposals(outputdir, method, mode, fmt, split, workers, quiet):
     """Precompute region proposals for WSOD training (resumable per image)."""
     from imaginarynet.exports import make_proposals
+    from imaginarynet.outdir import OutputDir
 
-    path, images, boxes = make_proposals(outputdir, method, mode, fmt, split, workers, quiet)
+    with OutputDir(outputdir).locked():
+        path, images, boxes = make_proposals(outputdir, method, mode, fmt, split, workers, quiet)
     click.echo(f"{path}: {images} images, {boxes} boxes")
+
+
+def _on_signal(signum, frame):
+    """First SIGTERM/SIGINT: stop cleanly (finished work is committed). Second: exit at once."""
+    if _on_signal.fired:
+        os._exit(128 + signum)
+    _on_signal.fired = True
+    raise Interrupted(signum)
+
+
+_on_signal.fired = False
 
 
 def main(argv=None):
@@ -348,6 +385,10 @@ def main(argv=None):
     quiet_tracker = "ignore:resource_tracker:UserWarning"
     if quiet_tracker not in sys.warnoptions:
         sys.warnoptions.append(quiet_tracker)
+    if argv is None:  # the console entry point (in-process callers keep their own handlers)
+        _on_signal.fired = False
+        for sig in (signal.SIGTERM, signal.SIGINT):  # what SLURM pre-emption and Ctrl-C send
+            signal.signal(sig, _on_signal)
     try:
         rv = cli.main(args=argv, prog_name="imaginarynet", standalone_mode=False)
     except UserError as exc:
@@ -366,6 +407,14 @@ def main(argv=None):
         click.echo(f"imaginarynet: error: {exc}; finished work is kept, run the same command again to resume",
                    err=True)
         sys.exit(1)
+    except StorageError as exc:
+        click.echo(f"imaginarynet: error: {exc}; finished work is kept: make room and run the same command "
+                   "again to resume", err=True)
+        sys.exit(1)
+    except Interrupted as exc:
+        name = signal.Signals(exc.signum).name
+        click.echo(f"interrupted by {name}; finished work is kept: run the same command again to resume", err=True)
+        sys.exit(128 + exc.signum)
     except KeyboardInterrupt:
         click.echo("interrupted; run the same command again to resume", err=True)
         sys.exit(130)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -183,12 +184,15 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UserError(f"--max-attempts must be at least 1 (got {cfg.max_attempts})")
     if cfg.gpt_max_tokens < 1:
         raise UserError(f"--gpt-max-tokens must be at least 1 (got {cfg.gpt_max_tokens})")
-    try:
-        cfg.template.format(name="x")
-    except (KeyError, IndexError, ValueError):
-        raise UserError(f"--template must contain {{name}} and no other fields: {cfg.template!r}")
-    if "{name}" not in cfg.template:
-        raise UserError(f"--template must contain {{name}}: {cfg.template!r}")
+    _check_template(cfg.template)
+    _check_sampling(cfg)
+    if cfg.overwrite and cfg.shard:
+        raise UserError("--overwrite cannot be combined with --shard (one slice would delete the others' work); "
+                        "delete the folder first")
+    for spec in ([cfg.device] if cfg.device else []) + _device_list(cfg.devices):
+        check_device(spec)
+    if cfg.log_json and not cfg.dry_run:
+        _check_log_file(cfg.log_json)
     if cfg.backend == "stablediffusion":
         check_model_ref("--sd-model", cfg.sd_model)
     else:
@@ -202,6 +206,85 @@ def validate(cfg: RunConfig) -> RunConfig:
         _check_writable(cfg.outputdir)
     _fill_model_defaults(cfg)
     return cfg
+
+
+def _check_template(template: str) -> None:
+    """Only plain {name} fields: no attributes, indexes, conversions, format specs or positional fields."""
+    import string
+
+    bad = UserError(f"--template may only contain {{name}} fields (and {{{{ }}}} for braces): {template!r}")
+    try:
+        fields_ = [(f, conv, spec) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
+    except ValueError:
+        raise bad from None
+    if any(f != "name" or conv or spec for f, conv, spec in fields_):
+        raise bad
+    if not fields_:
+        raise UserError(f"--template must contain {{name}}: {template!r}")
+
+
+def _check_sampling(cfg: RunConfig) -> None:
+    if cfg.temperature is not None and cfg.temperature <= 0:
+        raise UserError(f"--temperature must be above 0 (got {cfg.temperature})")
+    if cfg.top_p is not None and not 0 < cfg.top_p <= 1:
+        raise UserError(f"--top-p must be within (0, 1] (got {cfg.top_p})")
+    if cfg.top_k is not None and cfg.top_k < 1:
+        raise UserError(f"--top-k must be at least 1 (got {cfg.top_k})")
+    if cfg.guidance is not None and cfg.guidance < 0:
+        raise UserError(f"--guidance must not be negative (got {cfg.guidance})")
+    if cfg.condition_scale < 0:
+        raise UserError(f"--condition-scale must not be negative (got {cfg.condition_scale})")
+    if cfg.gpt:
+        context = _gpt_context(cfg.gpt_model)
+        if context is not None and cfg.gpt_max_tokens > context:
+            raise UserError(f"--gpt-max-tokens {cfg.gpt_max_tokens} is above {cfg.gpt_model}'s context "
+                            f"of {context} tokens")
+
+
+def _gpt_context(model: str) -> int | None:
+    """The model's context length from its config.json (a local folder), without loading it."""
+    config = Path(model).expanduser() / "config.json"
+    if config.is_file():
+        try:
+            data = json.loads(config.read_text())
+        except ValueError:
+            return None
+        return data.get("n_positions") or data.get("max_position_embeddings")
+    return 1024 if model.split("/")[-1].startswith(("gpt2", "distilgpt2")) else None
+
+
+DEVICE_SYNTAX = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+
+
+def _device_list(devices: str | None) -> list[str]:
+    if not devices or devices == "all":
+        return []
+    return [d.strip() for d in devices.split(",")]
+
+
+def check_device(spec: str) -> None:
+    """cpu, mps, cuda or cuda:N, and a CUDA device must exist (torch is imported only to check that)."""
+    if not DEVICE_SYNTAX.match(spec):
+        raise UserError(f"unknown device {spec!r} (use cpu, cuda, cuda:N or mps)")
+    if spec.startswith("cuda"):
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            raise UserError(f"device {spec}: torch is not installed")
+        import torch
+
+        count = torch.cuda.device_count()
+        index = int(spec.partition(":")[2] or 0)
+        if index >= count:
+            raise UserError(f"device {spec} does not exist here ({count} CUDA device(s) visible)")
+
+
+def _check_log_file(path: Path) -> None:
+    folder = Path(path).expanduser().parent
+    if not folder.is_dir():
+        raise UserError(f"--log-json: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"--log-json: {path} is not writable")
 
 
 def _fill_model_defaults(cfg: RunConfig) -> None:

@@ -57,4 +57,16 @@ def metadata_text(rows: list[dict]) -> str:
 
 
 def read_metadata(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The rows of metadata.jsonl, or a one-line error naming the file."""
+    from imaginarynet.errors import UserError
+
+    try:
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing: run the same generate command again to rewrite it") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is corrupt ({exc}); run the same generate command again to rewrite it") from None
+    required = ("id", "file_name", "class", "width", "height")
+    if not all(isinstance(r, dict) and all(k in r for k in required) for r in rows):
+        raise UserError(f"{path} is corrupt (rows without {', '.join(required)})")
+    return rows

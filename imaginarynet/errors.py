@@ -26,3 +26,15 @@ def require(module: str, extra: str, feature: str):
 
 class WorkerDiedError(Exception):
     """A worker process or actor failed; reported in one line, exit status 1."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT: finished work is committed, the run stops, exit status 128 + signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class StorageError(Exception):
+    """The output folder cannot take more data (disk full, read-only): one line, exit status 1."""

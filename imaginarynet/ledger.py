@@ -52,6 +52,8 @@ class Ledger:
                 rec = json.loads(line)
             except ValueError:
                 break
+            if not isinstance(rec, dict) or not isinstance(rec.get("n"), int):
+                break
             pending.append(rec)
             if len(pending) == rec["n"]:
                 self.records.extend(pending)
@@ -85,3 +87,21 @@ class Ledger:
         for recs in out.values():
             recs.sort(key=lambda r: r["k"])
         return out
+
+    def drop(self, keys: set[tuple[str, int]]) -> None:
+        """Rewrite the ledger without these (class, k) attempts, so they run again (their staged images
+        were lost in a crash). Write-fsync-rename: a crash here leaves the old ledger or the new one."""
+        from imaginarynet.fsutil import atomic_write_text
+
+        keep = [r for r in self.records if (r["class"], r["k"]) not in keys]
+        batches: dict[int, list[dict]] = defaultdict(list)
+        for rec in keep:
+            batches[rec["b"]].append(rec)
+        self.records, lines = [], []
+        for b, recs in enumerate(batches.values()):
+            for rec in recs:
+                rec = dict(rec, b=b, n=len(recs))
+                self.records.append(rec)
+                lines.append(json.dumps(rec, sort_keys=True) + "\n")
+        self.batches = len(batches)
+        atomic_write_text(self.path, "".join(lines))

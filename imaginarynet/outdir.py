@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from imaginarynet.errors import UserError
-from imaginarynet.fsutil import atomic_write_text
+from imaginarynet.fsutil import atomic_write_text, lock_note, try_lock
 
 # Everything ImaginaryNet writes at the top of OUT; --overwrite removes exactly these.
 OWNED = ("VOC2007", "prompts", "metadata.jsonl", "run.json", ".state", "rejected", "report", "exports", "proposals")
@@ -32,6 +36,8 @@ class OutputDir:
         self.ledger = self.state / "ledger.jsonl"
         self.staging = self.state / "images"
         self.shards = self.state / "shards"
+        self.tmp = self.state / "tmp"  # temporary names of files bound for VOC2007/
+        self.lock_file = self.root / ".imaginarynet.lock"  # not in OWNED: --overwrite keeps it
 
     # --- the images and annotations of the dataset (ids like "000001")
     def image(self, image_id: str) -> Path:
@@ -58,6 +64,17 @@ class OutputDir:
 
     def staged(self, rel: str) -> Path:
         return self.state / rel
+
+    def staged_intact(self, rel: str) -> bool:
+        """A staged JPEG exists and is whole (starts with SOI, ends with EOI): cheap enough for every
+        image on every resume, and it catches the empty or truncated file a power loss leaves."""
+        try:
+            with open(self.staged(rel), "rb") as f:
+                head = f.read(2)
+                f.seek(-2, os.SEEK_END)
+                return head == b"\xff\xd8" and f.read(2) == b"\xff\xd9"
+        except OSError:
+            return False
 
     def rejected_path(self, label: str, k: int) -> Path:
         return self.rejected / label / f"{k:06d}.jpg"
@@ -92,35 +109,73 @@ class OutputDir:
     def proposal_file(self, method: str, split: str, ext: str) -> Path:
         return self.proposals / f"{method.replace('-', '_')}_{split}.{ext}"
 
+    @contextmanager
+    def locked(self, shared: bool = False):
+        """One run at a time per OUT (flock: released by the OS when the holder dies). --shard slices of
+        one run share the lock with each other; everything else that writes takes it alone."""
+        if not self.root.is_dir():
+            raise UserError(f"{self.root} does not exist")
+        fd = try_lock(self.lock_file, shared, note=f"pid {os.getpid()} on {socket.gethostname()}")
+        if fd is None:
+            holder = lock_note(self.lock_file) or "unknown process"
+            raise UserError(f"{self.root} is in use by another imaginarynet run ({holder})")
+        try:
+            yield
+        finally:
+            os.close(fd)
+
     def read_run(self) -> dict | None:
         if not self.run_json.exists():
             return None
         try:
-            return json.loads(self.run_json.read_text())
-        except ValueError as exc:
+            run = json.loads(self.run_json.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
             raise UserError(f"{self.run_json} is corrupt ({exc}); use --overwrite to start again") from exc
+        if not isinstance(run, dict) or not isinstance(run.get("options"), dict):
+            raise UserError(f"{self.run_json} is corrupt (no options); use --overwrite to start again")
+        return run
+
+    def has_attempts(self) -> bool:
+        """Whether any attempt was ever committed here (main or shard ledgers)."""
+        ledgers = [self.ledger, *self.shard_ledgers()] if self.shards.exists() else [self.ledger]
+        return any(p.exists() and p.stat().st_size > 0 for p in ledgers)
 
     def write_run(self, info: dict) -> None:
         atomic_write_text(self.run_json, json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
 
-    def clear(self) -> None:
+    def set_aside(self) -> Path | None:
+        """--overwrite: move the previous run into a hidden folder (deleted once the new run has committed
+        its first batch, restored if it fails before that). Returns that folder, or None if OUT was empty."""
+        present = [name for name in OWNED if (self.root / name).exists()]
+        if not present:
+            return None
+        aside = self.root / f".imaginarynet-previous-{int(time.time())}-{os.getpid()}"
+        aside.mkdir()
+        for name in present:
+            os.replace(self.root / name, aside / name)
+        return aside
+
+    def restore(self, aside: Path) -> None:
         for name in OWNED:
-            path = self.root / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+            if (self.root / name).exists():
+                shutil.rmtree(self.root / name) if (self.root / name).is_dir() else (self.root / name).unlink()
+            if (aside / name).exists():
+                os.replace(aside / name, self.root / name)
+        shutil.rmtree(aside, ignore_errors=True)
+
+    def leftovers(self) -> list[Path]:
+        """Previous runs an --overwrite set aside and a crash left behind."""
+        return sorted(self.root.glob(".imaginarynet-previous-*"))
 
     def open_for(self, cfg) -> dict | None:
         """Previous run.json if it belongs to the same data options; refuse otherwise."""
-        if cfg.overwrite:
-            self.clear()
-            return None
         previous = self.read_run()
         if previous is None:
             if self.voc.exists() or self.ledger.exists():
                 raise UserError(f"{self.root} holds a dataset without run.json; use --overwrite to replace it")
             return None
+        if previous.get("status") != "complete" and not self.has_attempts():
+            return None  # a run that failed before its first batch (e.g. loading models) binds nothing
         if previous.get("fingerprint") != cfg.fingerprint():
             old = previous.get("data_options", {})
             new = json.loads(json.dumps(cfg.data_options(), default=str))

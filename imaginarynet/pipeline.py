@@ -6,8 +6,11 @@ workers load them); what runs where is the executors' business, what a unit does
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -15,6 +18,7 @@ from imaginarynet import executors
 from imaginarynet.config import RunConfig
 from imaginarynet.executors.shards import ShardScheduler, finish_shard, merge_shard_ledgers
 from imaginarynet.finalize import assemble
+from imaginarynet.fsutil import remove_temporaries
 from imaginarynet.ledger import Ledger
 from imaginarynet.monitor import EventLog, Progress, kept_total, summary_rows
 from imaginarynet.outdir import OutputDir
@@ -38,8 +42,10 @@ class RunResult:
 class RunSink:
     """Where executors deliver results (the contract in executors/__init__.py)."""
 
-    def __init__(self, sched, ledger: Ledger, timer: StageTimer, progress: Progress, events: EventLog):
+    def __init__(self, sched, ledger: Ledger, timer: StageTimer, progress: Progress, events: EventLog,
+                 on_first_commit=None):
         self.sched, self.ledger, self.timer, self.progress, self.events = sched, ledger, timer, progress, events
+        self.on_first_commit = on_first_commit
         self.described: dict = {}
 
     def ready(self, described: dict, load_seconds: float) -> None:
@@ -51,15 +57,34 @@ class RunSink:
 
     def commit(self, records: list[dict], seconds: dict, worker: int) -> None:
         self.ledger.append_batch(records)
+        if self.on_first_commit:
+            self.on_first_commit()
+            self.on_first_commit = None
         self.timer.add(seconds)
         self.progress.update()
         self.events.batch(records, sum(seconds.values()), worker=worker)
 
 
 def run(cfg: RunConfig, log=print) -> RunResult:
+    """One run, holding OUT's lock (shared between the --shard slices of one run)."""
     out = OutputDir(cfg.outputdir)
+    with out.locked(shared=bool(cfg.shard)):
+        aside = out.set_aside() if cfg.overwrite else None
+        try:
+            return _run(cfg, out, log, aside)
+        except BaseException:
+            if aside is not None and aside.exists():  # the new run failed before its first batch
+                out.restore(aside)
+            raise
+
+
+def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
     labels = [c.label for c in cfg.classes]
     target = sum(cfg.quotas)
+
+    def drop_previous() -> None:  # the new run has committed its first batch: the old one can go
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
 
     # 1. A finished run does no work.
     previous = out.open_for(cfg)
@@ -68,6 +93,10 @@ def run(cfg: RunConfig, log=print) -> RunResult:
         log(f"{cfg.outputdir}: run already complete ({kept} images); nothing to do")
         return RunResult("already_done", kept=kept, target=previous["counts"]["target"],
                          shortfalls=previous.get("shortfalls", []))
+    if not cfg.shard:  # slices of one run may be writing right now; the next plain run or finalize cleans up
+        remove_temporaries(out.root)
+        for old in out.leftovers():
+            shutil.rmtree(old, ignore_errors=True)
     started = time.time()
     run_record = {
         "status": "running", "fingerprint": cfg.fingerprint(), "options": cfg.to_json(),
@@ -79,28 +108,34 @@ def run(cfg: RunConfig, log=print) -> RunResult:
     devices = worker_devices(cfg)
     engine, executor = executors.pick(cfg, devices)  # one executor for the slice and the fill
     described: dict = {}
-    with EventLog(cfg.log_json) as events:
+    with EventLog(cfg.log_json) as events, ExitStack() as held:
         # 2. A --shard runs its own slice; only the last one to finish goes on.
         if cfg.shard:
             i, n = parse_shard(cfg.shard)
             shard_ledger = Ledger(out.shard_ledger(i, n))
+            _repair(out, shard_ledger, log)
             sched = ShardScheduler(cfg, out, i, n, shard_ledger.by_class())
-            described.update(_work(cfg, engine, executor, devices, sched, shard_ledger, timer, events))
-            if not finish_shard(out, i, n, len(shard_ledger.records)):
+            described.update(_work(cfg, engine, executor, devices, sched, shard_ledger, timer, events,
+                                   drop_previous))
+            assembler = finish_shard(out, i, n, len(shard_ledger.records))
+            if assembler is None:
                 log(f"shard {i}/{n} finished ({len(shard_ledger.records)} attempts); the last shard to finish "
                     "assembles the dataset")
                 return RunResult("shard_finished")
+            held.callback(os.close, assembler)
 
         # 3. The ledger, with every shard's attempts merged in, says what is done.
         ledger = Ledger(out.ledger)
-        if cfg.shard or cfg.finalize:
+        if out.shards.exists():  # also when a plain run continues a dataset that shards started
             merge_shard_ledgers(out, ledger)
+        _repair(out, ledger, log)
         caps = [cfg.max_attempts_for(q) for q in cfg.quotas]
         sched = AttemptScheduler(cfg.quotas, caps, labels, ledger.by_class())
         events.write("start", outputdir=str(cfg.outputdir), target=target, kept=kept_total(sched))
 
         # 4. Run every attempt a sequential run would still need.
-        described.update(_work(cfg, engine, executor, devices, sched, ledger, timer, events))
+        described.update(_work(cfg, engine, executor, devices, sched, ledger, timer, events, drop_previous))
+        drop_previous()
 
         # 5. Write and check the dataset.
         with timer("finalize"):
@@ -123,13 +158,21 @@ def run(cfg: RunConfig, log=print) -> RunResult:
                      shortfalls=shortfalls, table=table, problems=problems)
 
 
+def _repair(out: OutputDir, ledger: Ledger, log) -> None:
+    """Attempts whose staged image a crash lost or tore run again (same prompt and seed: same dataset)."""
+    bad = {(r["class"], r["k"]) for r in ledger.records if r.get("file") and not out.staged_intact(r["file"])}
+    if bad:
+        log(f"warning: {len(bad)} staged image(s) missing or damaged (a crash?); running those attempts again")
+        ledger.drop(bad)
+
+
 def _work(cfg, engine: str, executor, devices: list[str], sched, ledger: Ledger, timer: StageTimer,
-          events: EventLog) -> dict:
+          events: EventLog, on_first_commit=None) -> dict:
     """Hand units to the executor until the scheduler wants none; returns what the workers loaded."""
     if sched.done():
         return {}
     with Progress(sched, cfg.quiet) as progress:
-        sink = RunSink(sched, ledger, timer, progress, events)
+        sink = RunSink(sched, ledger, timer, progress, events, on_first_commit)
         per_worker = executor(cfg, devices, lambda: sched.next_batch(cfg.batch_size), sink)
     described = dict(sink.described)
     if engine != "inline":

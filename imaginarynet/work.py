@@ -16,7 +16,7 @@ from imaginarynet.backends.base import Request, create_backend
 from imaginarynet.config import RunConfig
 from imaginarynet.errors import UserError
 from imaginarynet.filters import Candidate, create_filter
-from imaginarynet.fsutil import atomic_write_bytes
+from imaginarynet.fsutil import atomic_write_bytes, fsync_dir
 from imaginarynet.ledger import Attempt, new_attempt
 from imaginarynet.outdir import OutputDir
 from imaginarynet.plan import attempt_seed
@@ -149,11 +149,18 @@ class UnitWorker:
     def stage_one(path: Path, image) -> None:
         atomic_write_bytes(path, encode_jpeg(image))
 
+    @staticmethod
+    def sync(writes: Writes) -> None:
+        """Make the staged names durable before the ledger batch that names them is appended."""
+        for folder in sorted({path.parent for path, _ in writes}):
+            fsync_dir(folder)
+
     def stage(self, writes: Writes) -> float:
         """Encode and write the unit's images (before any ledger names them); returns seconds taken."""
         start = time.perf_counter()
         for path, image in writes:
             self.stage_one(path, image)
+        self.sync(writes)
         return time.perf_counter() - start
 
     def run(self, unit: Unit) -> tuple[list[Attempt], dict]:

@@ -6,7 +6,7 @@ dataset loads its models once.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from imaginarynet.work import UnitWorker
 
@@ -25,22 +25,34 @@ class InlineExecutor:
         attempts = 0
         pending = None  # the previous unit: (records, futures, seconds), committed once its files exist
 
-        def finish(records, futures, seconds) -> None:
+        def finish(records, futures, writes, seconds) -> None:
             start = time.perf_counter()
             for f in futures:
                 f.result()  # re-raises a failed write before the ledger points at the file
+            worker.sync(writes)
             seconds["write"] = seconds.get("write", 0.0) + time.perf_counter() - start
             sink.commit(records, seconds, 0)
 
         with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
-            while unit := next_unit():
-                records, writes, seconds = worker.generate(unit)
-                sink.record(records)
-                futures = [pool.submit(worker.stage_one, path, image) for path, image in writes]
+            try:
+                while unit := next_unit():
+                    records, writes, seconds = worker.generate(unit)
+                    sink.record(records)
+                    futures = [pool.submit(worker.stage_one, path, image) for path, image in writes]
+                    if pending:
+                        previous, pending = pending, None
+                        finish(*previous)
+                    pending = (records, futures, writes, seconds)
+                    attempts += len(records)
                 if pending:
-                    finish(*pending)
-                pending = (records, futures, seconds)
-                attempts += len(records)
-            if pending:
-                finish(*pending)
+                    previous, pending = pending, None
+                    finish(*previous)
+            except BaseException:
+                # interrupted (SIGTERM, Ctrl-C) or failed: the unit whose images are staged is still committed
+                if pending and not wait(pending[1], timeout=60).not_done and not any(f.exception() for f in pending[1]):
+                    try:
+                        finish(*pending)
+                    except Exception:
+                        pass  # it will simply run again on resume
+                raise
         return {0: attempts}

@@ -12,8 +12,8 @@ needed), then writes the dataset. `imaginarynet finalize OUT` does the same by h
 from __future__ import annotations
 
 import json
-import os
 
+from imaginarynet.fsutil import atomic_write_text, try_lock
 from imaginarynet.ledger import Ledger
 from imaginarynet.outdir import OutputDir
 from imaginarynet.plan import AttemptScheduler, shard_owner
@@ -26,7 +26,8 @@ class ShardScheduler(AttemptScheduler):
         caps = [cfg.max_attempts_for(q) for q in cfg.quotas]
         super().__init__(cfg.quotas, caps, [c.label for c in cfg.classes], by_class,
                          owns=lambda c, k: shard_owner(c, k, n) == i)
-        self.others = [out.shard_ledger(j, n) for j in range(n) if j != i]
+        # the other slices, and the main ledger (a plain run may have started this dataset)
+        self.others = [out.shard_ledger(j, n) for j in range(n) if j != i] + [out.ledger]
 
     def refresh(self) -> None:
         for path in self.others:
@@ -38,17 +39,14 @@ class ShardScheduler(AttemptScheduler):
         return super().next_batch(size)
 
 
-def finish_shard(out: OutputDir, i: int, n: int, attempts: int) -> bool:
-    """Leave this shard's marker; True if this process should assemble the dataset."""
-    out.shards.mkdir(parents=True, exist_ok=True)
-    out.shard_marker(i, n).write_text(json.dumps({"attempts": attempts}))
+def finish_shard(out: OutputDir, i: int, n: int, attempts: int) -> int | None:
+    """Leave this shard's marker. If every marker is there, try to become the assembler: returns the
+    held finalize lock (an fd to close when done), else None. The lock is an flock, so a crashed
+    assembler never blocks the next one."""
+    atomic_write_text(out.shard_marker(i, n), json.dumps({"attempts": attempts}))
     if not all(out.shard_marker(j, n).exists() for j in range(n)):
-        return False
-    try:  # several shards may see all markers at once: one lock decides
-        os.close(os.open(out.finalize_lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        return True
-    except FileExistsError:
-        return False
+        return None
+    return try_lock(out.finalize_lock, note=f"shard {i}/{n}")
 
 
 def merge_shard_ledgers(out: OutputDir, main: Ledger) -> int:

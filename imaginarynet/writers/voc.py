@@ -1,7 +1,8 @@
 """Pascal VOC 2007 layout with image-level labels (FORMATS.md, "Pascal VOC").
 
 Images come from staging (hard-linked when possible); every file is written to a
-temporary name and renamed, so a crash never leaves a half-written file.
+temporary name under .state/tmp/ and renamed, so a crash never leaves a half-written
+file, nor a temporary one, inside VOC2007/.
 """
 from __future__ import annotations
 
@@ -37,11 +38,11 @@ def write_voc(out: OutputDir, entries: list[Entry], labels: list[str]) -> None:
         dst = out.image(e.id)
         src = out.staged(e.staged)
         if not (dst.exists() and os.path.samefile(src, dst)):
-            place_file(src, dst)
-        atomic_write_text(out.annotation(e.id), annotation_xml(e))
+            place_file(src, dst, tmp_dir=out.tmp)
+        atomic_write_text(out.annotation(e.id), annotation_xml(e), tmp_dir=out.tmp)
     label_of = {e.id: e.label for e in entries}
     for split, ids in split_ids(list(label_of)).items():
-        atomic_write_text(out.imageset(split), "".join(f"{i}\n" for i in ids))
+        atomic_write_text(out.imageset(split), "".join(f"{i}\n" for i in ids), tmp_dir=out.tmp)
         for label in labels:
             lines = "".join(f"{i} {1 if label_of[i] == label else -1}\n" for i in ids)
-            atomic_write_text(out.imageset(f"{label}_{split}"), lines)
+            atomic_write_text(out.imageset(f"{label}_{split}"), lines, tmp_dir=out.tmp)

@@ -1,0 +1,493 @@
+"""Pre-emption, crashes, full disks, concurrent runs and hostile input lose nothing.
+
+Every case kills, signals, starves or corrupts a real process or file; the oracle is always the
+dataset of one uninterrupted run with the same options (bytes of every file it wrote).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import read_jsonl, run_cli, run_main, write_classfile
+
+ROOT_FILES = ("metadata.jsonl",)
+
+
+def dataset_files(out: Path) -> dict[str, bytes]:
+    """Every file of the dataset proper: VOC2007/**, metadata.jsonl, prompts/**."""
+    files = {name: (out / name).read_bytes() for name in ROOT_FILES}
+    for folder in ("VOC2007", "prompts"):
+        for p in sorted((out / folder).rglob("*")):
+            if p.is_file():
+                files[p.relative_to(out).as_posix()] = p.read_bytes()
+    return files
+
+
+def assert_same_up_to_float_noise(got: dict[str, bytes], want: dict[str, bytes]) -> None:
+    """Several CPU workers split the cores, so their pixels differ by float noise from one process's:
+    every file but the JPEGs is byte-identical, the JPEGs decode to the same picture."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    assert got.keys() == want.keys()
+    for name in want:
+        if name.endswith(".jpg"):
+            a, b = (np.asarray(Image.open(io.BytesIO(x[name])), float) for x in (got, want))
+            assert np.abs(a - b).mean() < 1.0, name
+        else:
+            assert got[name] == want[name], name
+
+
+def ledger_lines(out: Path) -> int:
+    path = out / ".state" / "ledger.jsonl"
+    return len(path.read_bytes().splitlines()) if path.exists() else 0
+
+
+def start(args: list) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "imaginarynet", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_lines(proc, out: Path, n: int, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while ledger_lines(out) < n:
+        assert proc.poll() is None, f"the run ended before {n} attempts: {proc.communicate()[1]}"
+        assert time.time() < deadline
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def base(tiny_sd_args, tmp_path_factory):
+    """Options shared by the cases, and the uninterrupted run they are compared with."""
+    d = tmp_path_factory.mktemp("reliability")
+    classes = write_classfile(d / "c.txt", ["dog", "cat", "bird"])
+    args = ["--num", 30, "--classfile", classes, "--batch-size", 2, "--no-report", *tiny_sd_args]
+    full = d / "full"
+    res = run_cli(args + ["--outputdir", full])
+    assert res.returncode == 0, res.stderr
+    return d, args, dataset_files(full)
+
+
+# ---------------------------------------------------------------------------------------- kill -9
+
+
+def test_kill_9_at_random_moments_then_resume_gives_the_same_dataset(base):
+    """SIGKILL at seeded random moments across the whole run (loading, generating, finalize, run.json),
+    the same command again each time, until it finishes: the bytes equal the uninterrupted run's."""
+    d, args, want = base
+    out = d / "random-kills"
+    rng = random.Random(20261205)
+    phases, finished = [], False
+    for _ in range(12):
+        proc = start(args + ["--outputdir", out])
+        time.sleep(rng.uniform(0.3, 6.0))
+        if proc.poll() is not None:
+            assert proc.wait() == 0, proc.communicate()[1]
+            finished = True
+            break
+        lines = ledger_lines(out)
+        done = (out / "metadata.jsonl").exists()
+        proc.kill()
+        proc.wait()
+        phases.append("assembling" if lines >= 30 or done else f"{lines} attempts")
+    if not finished:
+        res = run_cli(args + ["--outputdir", out])
+        assert res.returncode == 0, res.stderr
+    assert len(phases) >= 4, phases  # the kills really happened, at several points
+    print("kill points:", phases)
+    assert dataset_files(out) == want
+    assert not list(out.rglob(".imaginarynet-tmp-*")), "a temporary file survived the next start"
+
+
+def test_kill_9_of_a_multi_worker_parent_then_resume(base):
+    d, args, want = base
+    out = d / "killed-parent"
+    proc = start(args + ["--outputdir", out, "--workers", 2])
+    wait_for_lines(proc, out, 8)
+    proc.kill()
+    proc.wait()
+    res = run_cli(args + ["--outputdir", out, "--workers", 2])
+    assert res.returncode == 0, res.stderr
+    assert_same_up_to_float_noise(dataset_files(out), want)
+
+
+def test_kill_9_of_a_shard_in_its_slice_then_both_slices(base):
+    d, args, want = base
+    out = d / "killed-shard"
+    proc = start(args + ["--outputdir", out, "--shard", "0/2"])
+    shard_ledger = out / ".state" / "shards" / "ledger-0-of-2.jsonl"
+    deadline = time.time() + 120
+    while not (shard_ledger.exists() and len(shard_ledger.read_bytes().splitlines()) >= 4):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    for i in (0, 1):
+        res = run_cli(args + ["--outputdir", out, "--shard", f"{i}/2"])
+        assert res.returncode == 0, res.stderr
+    assert dataset_files(out) == want
+
+
+def test_a_torn_staged_image_is_generated_again(base):
+    """A power loss can leave the ledger naming an empty or truncated image: resume redoes that attempt."""
+    d, args, want = base
+    out = d / "torn"
+    proc = start(args + ["--outputdir", out])
+    wait_for_lines(proc, out, 10)
+    proc.kill()
+    proc.wait()
+    kept = [r for r in read_jsonl(out / ".state" / "ledger.jsonl") if r["status"] == "kept"]
+    torn, gone = out / ".state" / kept[0]["file"], out / ".state" / kept[1]["file"]
+    torn.write_bytes(torn.read_bytes()[:100])
+    gone.unlink()
+    res = run_cli(args + ["--outputdir", out])
+    assert res.returncode == 0, res.stderr
+    warnings = [line for line in res.stderr.splitlines() if "missing or damaged" in line]
+    assert len(warnings) == 1 and "2 staged image(s)" in warnings[0]
+    assert dataset_files(out) == want
+
+
+# ------------------------------------------------------------------------------------- signals
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_sigint_stop_cleanly_and_resume(base, sig, code):
+    d, args, want = base
+    out = d / f"signal-{sig.name}"
+    proc = start(args + ["--outputdir", out])
+    wait_for_lines(proc, out, 6)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err
+    assert lines[-1] == f"interrupted by {sig.name}; finished work is kept: run the same command again to resume"
+    committed = ledger_lines(out)
+    assert committed >= 6  # nothing finished was thrown away
+    res = run_cli(args + ["--outputdir", out])
+    assert res.returncode == 0, res.stderr
+    assert dataset_files(out) == want
+
+
+def test_a_second_signal_exits_at_once(base):
+    d, args, _ = base
+    out = d / "two-signals"
+    proc = start(args + ["--outputdir", out])
+    wait_for_lines(proc, out, 2)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode in (143, -signal.SIGTERM)
+
+
+# --------------------------------------------------------------------------------- full disk
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs: a real filesystem that runs out of space."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    assert res.returncode == 0, f"this test needs to mount a tmpfs (root): {res.stderr}"
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_is_one_line_and_the_same_command_resumes(base, small_disk):
+    d, args, want = base
+    out = small_disk / "out"
+    filler = small_disk / "filler"
+    # leave room for the run's start but not for its images (30 JPEGs of ~2 kB, the ledger, the dataset)
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    filler.write_bytes(b"\0" * (free - 40_000))
+    res = run_cli(args + ["--outputdir", out])
+    assert res.returncode == 1, res.stderr
+    errors = [line for line in res.stderr.splitlines() if "error" in line.lower()]
+    assert "Traceback" not in res.stderr and len(errors) == 1, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == errors[0]  # after the progress bar, one line
+    assert errors[0].startswith(f"imaginarynet: error: {out}: No space left on device")
+    committed = read_jsonl(out / ".state" / "ledger.jsonl") if (out / ".state" / "ledger.jsonl").exists() else []
+    filler.unlink()
+    res = run_cli(args + ["--outputdir", out])
+    assert res.returncode == 0, res.stderr
+    assert read_jsonl(out / ".state" / "ledger.jsonl")[:len(committed)] == committed  # nothing committed lost
+    assert dataset_files(out) == want
+    assert not list(out.rglob(".imaginarynet-tmp-*"))
+
+
+def test_read_only_output_folder_is_one_line(base, tmp_path):
+    d, args, _ = base
+    out = tmp_path / "ro"
+    res = run_cli(args[:2] + ["--outputdir", out] + args[2:])
+    assert res.returncode == 0
+    (out / "run.json").write_text((out / "run.json").read_text().replace('"complete"', '"running"'))
+    ro = tmp_path / "ro-mount"
+    ro.mkdir()
+    assert subprocess.run(["mount", "--bind", "-o", "ro", str(out), str(ro)]).returncode == 0
+    try:
+        res = run_cli(args + ["--outputdir", ro])
+    finally:
+        subprocess.run(["umount", "-l", str(ro)])
+    assert res.returncode in (1, 2) and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and str(ro) in res.stderr, res.stderr
+
+
+# -------------------------------------------------------------------------------- concurrency
+
+
+def test_a_second_run_on_the_same_folder_is_refused_and_no_lock_outlives_a_kill(base):
+    d, args, want = base
+    out = d / "locked"
+    first = start(args + ["--outputdir", out])
+    wait_for_lines(first, out, 2)
+    second = run_cli(args + ["--outputdir", out])
+    host = os.uname().nodename
+    assert second.returncode == 2
+    assert second.stderr.strip() == (f"imaginarynet: error: {out} is in use by another imaginarynet run "
+                                     f"(pid {first.pid} on {host})")
+    assert run_cli(["finalize", out]).returncode == 2
+    assert run_cli(["export", out, "--format", "coco"]).returncode == 2
+    assert run_cli(args + ["--outputdir", out, "--shard", "0/2"]).returncode == 2
+    first.kill()
+    first.wait()
+    res = run_cli(args + ["--outputdir", out])  # the OS released the killed run's lock
+    assert res.returncode == 0, res.stderr
+    assert dataset_files(out) == want
+
+
+def test_a_crashed_shard_assembler_does_not_block_the_next(base):
+    """The finalize lock is an flock: held by a dead process, it is free."""
+    d, args, want = base
+    out = d / "assembler"
+    for i in (0, 1):
+        assert run_cli(args + ["--outputdir", out, "--shard", f"{i}/2"]).returncode == 0
+    # as if the assembler had crashed: the dataset is gone and run.json says running
+    run = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps(dict(run, status="running")))
+    (out / "metadata.jsonl").unlink()
+    res = run_cli(args + ["--outputdir", out, "--shard", "1/2"])
+    assert res.returncode == 0, res.stderr
+    assert dataset_files(out) == want
+
+
+# ------------------------------------------------------------------------ options and refusals
+
+
+def test_a_run_that_fails_loading_models_binds_no_options(base, tmp_path):
+    d, args, want = base
+    out = d / "typo"
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    res = run_cli(args + ["--outputdir", out, "--gpt", "--gpt-model", empty])
+    assert res.returncode == 2 and "cannot load GPT-2 model" in res.stderr
+    res = run_cli(args + ["--outputdir", out])  # the corrected command starts normally
+    assert res.returncode == 0, res.stderr
+    assert dataset_files(out) == want
+
+
+def test_overwrite_keeps_the_old_dataset_until_the_new_run_commits(base, tmp_path):
+    d, args, want = base
+    out = tmp_path / "overwrite"
+    assert run_cli(args + ["--outputdir", out]).returncode == 0
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    res = run_cli(args + ["--outputdir", out, "--overwrite", "--seed", 3, "--sd-model", empty])
+    assert res.returncode == 2, res.stderr
+    assert dataset_files(out) == want  # the failed overwrite left the old dataset in place
+    assert run_cli(args + ["--outputdir", out]).stderr.count("already complete") == 1
+    assert not list(out.glob(".imaginarynet-previous-*"))
+    res = run_cli(args + ["--outputdir", out, "--overwrite", "--seed", 3])
+    assert res.returncode == 0, res.stderr
+    assert json.loads((out / "run.json").read_text())["options"]["seed"] == 3
+    assert not list(out.glob(".imaginarynet-previous-*"))
+
+
+def test_plain_run_continues_a_dataset_that_shards_started(base):
+    d, args, want = base
+    out = d / "mixed"
+    res = run_cli(args + ["--outputdir", out, "--shard", "0/2"])
+    assert res.returncode == 0, res.stderr
+    shard_attempts = read_jsonl(out / ".state" / "shards" / "ledger-0-of-2.jsonl")
+    res = run_cli(args + ["--outputdir", out])
+    assert res.returncode == 0, res.stderr
+    ledger = {(r["class"], r["k"]): r for r in read_jsonl(out / ".state" / "ledger.jsonl")}
+    assert len(ledger) == len(read_jsonl(out / ".state" / "ledger.jsonl"))  # nothing generated twice
+    assert all((r["class"], r["k"]) in ledger for r in shard_attempts)
+    assert dataset_files(out) == want
+
+
+def test_repeated_ledger_records_give_one_id_per_attempt(tmp_path):
+    from imaginarynet.classes import ImageClass
+    from imaginarynet.dataset import select
+    from imaginarynet.ledger import Ledger
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    rec = {"class": "dog", "prompt": "p", "seed": 1, "width": 8, "height": 8, "score": None}
+    ledger.append_batch([dict(rec, k=0, status="kept", file="a.jpg"), dict(rec, k=1, status="rejected", file=None)])
+    ledger.append_batch([dict(rec, k=0, status="rejected", file=None), dict(rec, k=1, status="kept", file="b.jpg")])
+    entries = select([ImageClass("dog", "dog")], [5], Ledger(tmp_path / "ledger.jsonl").by_class())
+    assert [(e.id, e.k, e.staged) for e in entries] == [("000001", 0, "a.jpg")]  # the first record wins
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+BAD = {
+    "template attribute": (["--template", "a {name.x}"], "--template may only contain {name}"),
+    "template method": (["--template", "a {name.upper}"], "--template may only contain {name}"),
+    "template conversion": (["--template", "a {name!r}"], "--template may only contain {name}"),
+    "template positional": (["--template", "a {0} {name}"], "--template may only contain {name}"),
+    "template unbalanced": (["--template", "a {name"], "--template may only contain {name}"),
+    "log-json missing folder": (["--log-json", "/nonexistent-dir/events.jsonl"], "does not exist"),
+    "device gpu": (["--device", "gpu"], "unknown device 'gpu'"),
+    "device cuda:x": (["--device", "cuda:x"], "unknown device 'cuda:x'"),
+    "device cuda:7": (["--device", "cuda:7"], "device cuda:7 does not exist here"),
+    "devices list": (["--devices", "cpu,cuda:7"], "device cuda:7 does not exist here"),
+    "temperature 0": (["--backend", "dalle-mini", "--temperature", "0"], "--temperature must be above 0"),
+    "temperature negative": (["--backend", "dalle-mini", "--temperature", "-1"], "--temperature must be above 0"),
+    "top-p above 1": (["--backend", "dalle-mini", "--top-p", "1.5"], "--top-p must be within (0, 1]"),
+    "top-p 0": (["--backend", "dalle-mini", "--top-p", "0"], "--top-p must be within (0, 1]"),
+    "top-k 0": (["--backend", "dalle-mini", "--top-k", "0"], "--top-k must be at least 1"),
+    "negative guidance": (["--guidance", "-1"], "--guidance must not be negative"),
+    "negative condition scale": (["--backend", "dalle-mini", "--condition-scale", "-2"],
+                                 "--condition-scale must not be negative"),
+    "overwrite with shard": (["--overwrite", "--shard", "0/2"], "--overwrite cannot be combined with --shard"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_one_line_exit_2_nothing_written(case, tiny, tmp_path, capsys):
+    args, message = BAD[case]
+    classes = write_classfile(tmp_path / "c.txt", ["dog", "cat"])
+    out = tmp_path / "out"
+    code = run_main(["--num", 2, "--classfile", classes, "--outputdir", out, "--sd-model", tiny["sd"], *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (out / "run.json").exists() and not (out / ".state").exists()
+
+
+def test_gpt_max_tokens_above_the_context_is_refused(tiny, tmp_path, capsys):
+    context = json.loads((Path(tiny["gpt2"]) / "config.json").read_text())["n_positions"]
+    classes = write_classfile(tmp_path / "c.txt", ["dog"])
+    code = run_main(["--num", 1, "--classfile", classes, "--outputdir", tmp_path / "out", "--sd-model", tiny["sd"],
+                     "--gpt", "--gpt-model", tiny["gpt2"], "--gpt-max-tokens", context + 1])
+    err = capsys.readouterr().err
+    assert code == 2 and f"above {tiny['gpt2']}'s context of {context} tokens" in err
+
+
+@pytest.mark.parametrize("labels, message", [(["dog", "."], "bad label '.'"), (["dog", ".."], "bad label '..'"),
+                                             (["Dog", "dog"], "differs only in case")])
+def test_bad_labels(labels, message, tiny, tmp_path, capsys):
+    classes = write_classfile(tmp_path / "c.txt", labels)
+    code = run_main(["--num", 2, "--classfile", classes, "--outputdir", tmp_path / "out", "--sd-model", tiny["sd"]])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_a_short_plugin_is_an_error_naming_it(tmp_path, monkeypatch, capsys):
+    (tmp_path / "short_plugin.py").write_text(
+        "from PIL import Image\nfrom imaginarynet.backends.base import Generated\n"
+        "class Short:\n    name = 'short'\n    def __init__(self, cfg): pass\n    def load(self): pass\n"
+        "    def describe(self): return {}\n"
+        "    def generate(self, requests): return [Generated(Image.new('RGB', (8, 8)))] * (len(requests) - 1)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    classes = write_classfile(tmp_path / "c.txt", ["dog"])
+    code = run_main(["--num", 2, "--classfile", classes, "--outputdir", tmp_path / "out", "--backend",
+                     "short_plugin:Short", "--batch-size", 2, "--no-report"])
+    err = capsys.readouterr().err
+    assert code == 2 and "backend 'short_plugin:Short' returned 1 images for 2 prompts" in err
+    assert not (tmp_path / "out" / "metadata.jsonl").exists()
+
+
+# ------------------------------------------------------------- commands on broken output folders
+
+
+@pytest.fixture(scope="module")
+def finished(base, tmp_path_factory):
+    d, args, _ = base
+    out = tmp_path_factory.mktemp("finished") / "out"
+    assert run_cli(args + ["--outputdir", out]).returncode == 0
+    return out
+
+
+def copy_of(out: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    dst = tmp_path / "copy"
+    shutil.copytree(out, dst, symlinks=True)
+    return dst
+
+
+@pytest.mark.parametrize("what", ["xml missing coordinate", "xml size not an integer", "coco broken json",
+                                  "coco wrong shape", "detic broken json"])
+def test_check_on_malformed_files_reports_and_never_raises(finished, tmp_path, what):
+    out = copy_of(finished, tmp_path)
+    fmt = "voc"
+    if what.startswith("xml"):
+        target = out / "VOC2007" / "Annotations" / "000002.xml"
+        xml = target.read_text()
+        target.write_text(xml.replace("<xmax>64</xmax>", "") if "coordinate" in what
+                          else xml.replace("<width>64</width>", "<width>64.5</width>"))
+    elif what.startswith("coco"):
+        assert run_cli(["export", out, "--format", "coco"]).returncode == 0
+        target = out / "exports" / "coco_trainval.json"
+        target.write_text("{broken" if "broken" in what else json.dumps({"images": 1, "annotations": [],
+                                                                        "categories": []}))
+        fmt = "coco"
+    else:
+        target = out / "exports" / "detic" / "image_info.json"
+        target.parent.mkdir(parents=True)
+        for name in ("image_info.json", "cat_info.json", "clip_a+cname.npy"):
+            (target.parent / name).write_text("{broken")
+        fmt = "detic"
+    res = run_cli(["check", out, "--format", fmt])
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert target.relative_to(out).as_posix() in res.stdout
+
+
+DAMAGED = [(command, damage) for command in (["finalize"], ["export", "--format", "coco"], ["report"], ["proposals"])
+           for damage in ("run.json corrupt", "run.json missing", "metadata corrupt", "metadata missing")
+           if not (command == ["finalize"] and damage.startswith("metadata"))]  # finalize rewrites it: below
+
+
+@pytest.mark.parametrize("command, damage", DAMAGED)
+def test_commands_on_a_damaged_folder_are_one_line_exit_2(finished, tmp_path, damage, command):
+    out = copy_of(finished, tmp_path)
+    target = out / ("run.json" if damage.startswith("run") else "metadata.jsonl")
+    if damage.endswith("missing"):
+        target.unlink()
+    else:
+        target.write_text('{"id": "000001", "truncated')
+    res = run_cli([command[0], out, *command[1:]])
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_finalize_rewrites_a_lost_metadata_file(finished, tmp_path):
+    out = copy_of(finished, tmp_path)
+    want = (out / "metadata.jsonl").read_bytes()
+    run = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps(dict(run, status="running")))
+    (out / "metadata.jsonl").write_text("garbage")
+    res = run_cli(["finalize", out])
+    assert res.returncode == 0, res.stderr
+    assert (out / "metadata.jsonl").read_bytes() == want
+
+
+def test_foreign_files_in_rejected_and_state_are_ignored(finished, tmp_path):
+    out = copy_of(finished, tmp_path)
+    (out / "rejected" / "dog").mkdir(parents=True)
+    (out / "rejected" / "dog" / "notes.jpg").write_bytes(b"not mine")
+    (out / ".state" / "images" / "dog" / "README.txt").write_text("a user's note")
+    (out / ".state" / "something.json").write_text("{}")
+    assert run_cli(["report", out]).returncode == 0
+    res = run_cli(["check", out])
+    assert res.returncode == 0, res.stdout
