@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -189,6 +188,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.overwrite and cfg.shard:
         raise UserError("--overwrite cannot be combined with --shard (one slice would delete the others' work); "
                         "delete the folder first")
+    from imaginarynet.runtime import check_device
+
     for spec in ([cfg.device] if cfg.device else []) + _device_list(cfg.devices):
         check_device(spec)
     if cfg.log_json and not cfg.dry_run:
@@ -202,6 +203,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         check_model_ref("--gpt-model", cfg.gpt_model)
     if cfg.clip:
         check_model_ref("--clip-pretrained", cfg.clip_pretrained)
+        if cfg.clip_model.startswith(("local-dir:", "hf-hub:")) and cfg.clip_pretrained != DEFAULTS["clip_pretrained"]:
+            raise UserError(f"--clip-pretrained {cfg.clip_pretrained} would be ignored: --clip-model "
+                            f"{cfg.clip_model} carries its own weights")
     if not cfg.dry_run:  # a dry run creates nothing
         _check_writable(cfg.outputdir)
     _fill_model_defaults(cfg)
@@ -253,30 +257,10 @@ def _gpt_context(model: str) -> int | None:
     return 1024 if model.split("/")[-1].startswith(("gpt2", "distilgpt2")) else None
 
 
-DEVICE_SYNTAX = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
-
-
 def _device_list(devices: str | None) -> list[str]:
     if not devices or devices == "all":
         return []
     return [d.strip() for d in devices.split(",")]
-
-
-def check_device(spec: str) -> None:
-    """cpu, mps, cuda or cuda:N, and a CUDA device must exist (torch is imported only to check that)."""
-    if not DEVICE_SYNTAX.match(spec):
-        raise UserError(f"unknown device {spec!r} (use cpu, cuda, cuda:N or mps)")
-    if spec.startswith("cuda"):
-        import importlib.util
-
-        if importlib.util.find_spec("torch") is None:
-            raise UserError(f"device {spec}: torch is not installed")
-        import torch
-
-        count = torch.cuda.device_count()
-        index = int(spec.partition(":")[2] or 0)
-        if index >= count:
-            raise UserError(f"device {spec} does not exist here ({count} CUDA device(s) visible)")
 
 
 def _check_log_file(path: Path) -> None:

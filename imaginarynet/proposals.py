@@ -26,6 +26,7 @@ def selective_search(path: str, mode: str = "fast", max_boxes: int = MAX_BOXES) 
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already
+    _seed_c_rand(0)  # opencv ranks regions with C rand(): seeded, the boxes and their order are reproducible
     image = cv2.imread(path)
     ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
     ss.setBaseImage(image)
@@ -36,6 +37,15 @@ def selective_search(path: str, mode: str = "fast", max_boxes: int = MAX_BOXES) 
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w - 1)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h - 1)
     return boxes
+
+
+def _seed_c_rand(seed: int) -> None:
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).srand(seed)
+    except (OSError, AttributeError, TypeError):  # no C library handle (Windows): order may vary per run
+        pass
 
 
 def _job(args):

@@ -39,7 +39,9 @@ def distinct_n(prompts: list[str], n: int) -> float | None:
     return round(len(set(grams)) / len(grams), 4) if grams else None
 
 
-def class_stats(run: dict, ledger_by_class: dict, meta: list[dict]) -> list[dict]:
+def class_stats(run: dict, ledger_by_class: dict, meta: list[dict], prompt_lists: dict) -> list[dict]:
+    """Per-class rows. The ledger gives every attempt; once .state/ is deleted after a finished run,
+    run.json's per-class counts and prompts/<label>.txt (every prompt used) say the same."""
     kept_by_class = defaultdict(int)
     for m in meta:
         kept_by_class[m["class"]] += 1
@@ -47,11 +49,14 @@ def class_stats(run: dict, ledger_by_class: dict, meta: list[dict]) -> list[dict
     for row in run.get("per_class", []):
         label = row["class"]
         recs = ledger_by_class.get(label, [])
-        prompts = [r["prompt"] for r in recs]
+        if recs:
+            attempts, prompts = len(recs), [r["prompt"] for r in recs]
+            acceptance = round(sum(r["status"] == "kept" for r in recs) / len(recs), 4)
+        else:
+            attempts, acceptance, prompts = row["attempts"], row["acceptance"], prompt_lists.get(label, [])
         rows.append({
-            "class": label, "target": row["target"], "kept": kept_by_class[label], "attempts": len(recs),
-            "acceptance": round(sum(r["status"] == "kept" for r in recs) / len(recs), 4) if recs else None,
-            "short": max(0, row["target"] - kept_by_class[label]),
+            "class": label, "target": row["target"], "kept": kept_by_class[label], "attempts": attempts,
+            "acceptance": acceptance, "short": max(0, row["target"] - kept_by_class[label]),
             "unique_prompts": len(set(prompts)), "distinct_1": distinct_n(prompts, 1),
             "distinct_2": distinct_n(prompts, 2),
         })
@@ -115,7 +120,9 @@ def write_report(root: Path) -> Path:
     by_class = Ledger(paths.ledger, read_only=True).by_class() if paths.ledger.exists() else {}
     opts = run["options"]
     threshold = opts.get("threshold") if opts.get("clip") else None
-    rows = class_stats(run, by_class, meta)
+    prompt_lists = {r["class"]: paths.prompt_list(r["class"]).read_text().splitlines()
+                    for r in run.get("per_class", []) if paths.prompt_list(r["class"]).exists()}
+    rows = class_stats(run, by_class, meta, prompt_lists)
 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>ImaginaryNet report: {html.escape(root.name)}"
              f"</title><style>{_CSS}</style></head><body>",

@@ -6,7 +6,10 @@ device must be discovered.
 from __future__ import annotations
 
 import platform
+import re
 from importlib import metadata
+
+from imaginarynet.errors import UserError
 
 VERSIONED_PACKAGES = ("imaginarynet", "torch", "diffusers", "transformers", "open_clip_torch", "jax", "flax",
                       "pillow")
@@ -22,6 +25,26 @@ def resolve_device(requested: str | None) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     except ImportError:
         return "cpu"
+
+
+DEVICE_SYNTAX = re.compile(r"^(cpu|mps|cuda)(:\d+)?$")
+
+
+def check_device(spec: str) -> None:
+    """cpu, mps, cuda or cuda:N, and a CUDA device must exist (torch is imported only to check that)."""
+    if not DEVICE_SYNTAX.match(spec):
+        raise UserError(f"unknown device {spec!r} (use cpu, cuda, cuda:N or mps)")
+    if spec.startswith("cuda"):
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            raise UserError(f"device {spec}: torch is not installed")
+        import torch
+
+        count = torch.cuda.device_count()
+        index = int(spec.partition(":")[2] or 0)
+        if index >= count:
+            raise UserError(f"device {spec} does not exist here ({count} CUDA device(s) visible)")
 
 
 def worker_devices(cfg) -> list[str]:

@@ -119,8 +119,21 @@ def test_proposals_in_split_order_with_each_convention(dataset):
     mat = loadmat(dataset / "proposals" / "selective_search_trainval.mat")
     assert pcl["indexes"] == [int(i) for i in ids]
     assert [str(x[0]) for x in mat["images"].ravel()] == ids
+    import ctypes
+
+    import cv2
+
     for i, img_id in enumerate(ids):
-        w, h = Image.open(dataset / "VOC2007" / "JPEGImages" / f"{img_id}.jpg").size
+        path = dataset / "VOC2007" / "JPEGImages" / f"{img_id}.jpg"
+        w, h = Image.open(path).size
+        # the oracle: opencv-contrib's selective search ("fast"), first 2000 rects, computed here. Its
+        # ranking draws from C rand(): seeded with 0 as the product documents, the order is reproducible
+        ctypes.CDLL(None).srand(0)
+        ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+        ss.setBaseImage(cv2.imread(str(path)))
+        ss.switchToSelectiveSearchFast()
+        x, y, rw, rh = ss.process()[:2000].T
+        np.testing.assert_array_equal(pcl["boxes"][i], np.stack([x, y, x + rw - 1, y + rh - 1], axis=1))
         b = pcl["boxes"][i]
         assert b.ndim == 2 and b.shape[1] == 4 and len(b) > 0 and len(pcl["scores"][i]) == len(b)
         assert (b[:, 0] >= 0).all() and (b[:, 1] >= 0).all() and (b[:, 2] <= w - 1).all() and (b[:, 3] <= h - 1).all()

@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import image_bytes, kill_midway, load_voc, read_jsonl, run_cli, write_classfile
+from helpers import image_bytes, kill_midway, load_voc, read_jsonl, run_cli, run_main, write_classfile
 from PIL import Image
 
 
@@ -160,3 +160,44 @@ def test_safety_checker_flags_are_dropped_not_written(tmp_path):
     res = run_cli(base + ["--outputdir", tmp_path / "unchecked", "--no-safety-checker"])
     assert res.returncode == 0, res.stderr
     assert len(list((tmp_path / "unchecked" / "VOC2007" / "JPEGImages").glob("*.jpg"))) == 2
+
+
+def _seed(label: str, k: int, run_seed: int = 0) -> int:
+    """The attempt seed, computed here from its documented formula (not the product's function)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{run_seed}\x00{label}\x00{k}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFFFFFF
+
+
+def test_safety_checker_drops_some_images_and_the_refill_succeeds(tiny_sd_args, tmp_path, monkeypatch):
+    """The checker flags a planted set of attempts (recognised by their generator seeds): those are never
+    written, later attempts fill the quota, and the kept set is the first q unflagged attempts per class."""
+    import numpy as np
+    from diffusers import StableDiffusionPipeline
+
+    planted = {("dog", 0), ("dog", 2), ("cat", 1)}
+    flagged_seeds = {_seed(label, k) for label, k in planted}
+    original = StableDiffusionPipeline.__call__
+
+    def checker(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        flags = [g.initial_seed() in flagged_seeds for g in kwargs["generator"]]
+        for i, flag in enumerate(flags):
+            if flag:  # what diffusers' checker does: a black image and the flag
+                out.images[i] = np.zeros_like(out.images[i])
+        out.nsfw_content_detected = flags
+        return out
+
+    monkeypatch.setattr(StableDiffusionPipeline, "__call__", checker)
+    classes = write_classfile(tmp_path / "c.txt", ["dog", "cat"])
+    out = tmp_path / "refill"
+    assert run_main(["--per-class", 2, "--classfile", classes, "--outputdir", out, "--batch-size", 2,
+                     "--no-report", *tiny_sd_args]) == 0
+    meta = read_jsonl(out / "metadata.jsonl")
+    assert [(m["class"], m["attempt"]) for m in meta] == [("dog", 1), ("dog", 3), ("cat", 0), ("cat", 2)]
+    ledger = read_jsonl(out / ".state" / "ledger.jsonl")
+    assert {(r["class"], r["k"]) for r in ledger if r["status"] == "flagged"} == planted
+    for m in meta:  # nothing black was written
+        assert np.asarray(Image.open(out / m["file_name"])).max() > 0
+    assert json.loads((out / "run.json").read_text())["shortfalls"] == []

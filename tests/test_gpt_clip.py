@@ -52,15 +52,28 @@ def test_gpt_samples_a_block_per_forward_pass(tiny, tmp_path):
 
     cfg = RunConfig(classfile="x", classes=[ImageClass("dog", "dog")], outputdir=tmp_path, gpt=True,
                     gpt_model=str(tiny["gpt2"]), gpt_max_tokens=15)
+    def counted(expander):
+        """Count the model's real forward calls and their batch sizes (not the expander's own counter)."""
+        calls, forward = [], expander.model.forward
+
+        def wrapper(*args, **kwargs):
+            calls.append(kwargs["input_ids"].shape[0])
+            return forward(*args, **kwargs)
+
+        expander.model.forward = wrapper
+        return calls
+
     gpt = GPT2Expander(cfg, tmp_path / ".state")
     gpt.load()
+    calls = counted(gpt)
     prompts = gpt.prompts(cfg.classes[0], list(range(BLOCK // 2)))
     prefix_len = len(gpt.tokenizer("A photo of a dog").input_ids)
-    assert gpt.forward_passes == 15 - prefix_len  # one pass per new token for the whole block
+    assert calls == [BLOCK] * (15 - prefix_len)  # one pass of the whole block per new token
     # a second expander reads the cached block back instead of sampling again
     again = GPT2Expander(cfg, tmp_path / ".state")
     again.load()
-    assert again.prompts(cfg.classes[0], list(range(BLOCK // 2))) == prompts and again.forward_passes == 0
+    calls = counted(again)
+    assert again.prompts(cfg.classes[0], list(range(BLOCK // 2))) == prompts and calls == []
 
 
 def test_cut_at_first_sentence_end():

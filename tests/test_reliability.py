@@ -361,6 +361,8 @@ BAD = {
     "negative condition scale": (["--backend", "dalle-mini", "--condition-scale", "-2"],
                                  "--condition-scale must not be negative"),
     "overwrite with shard": (["--overwrite", "--shard", "0/2"], "--overwrite cannot be combined with --shard"),
+    "clip weights ignored": (["--clip", "--clip-model", "local-dir:/tmp", "--clip-pretrained", "laion2b_s34b_b79k"],
+                             "--clip-pretrained laion2b_s34b_b79k would be ignored"),
 }
 
 

@@ -49,7 +49,6 @@ class GPT2Expander:
         self.model = None
         self.streams: dict[str, dict] = {}
         self.warned = False
-        self.forward_passes = 0
 
     def load(self) -> None:
         torch = require("torch", "gpt", "--gpt")
@@ -123,7 +122,6 @@ class GPT2Expander:
         with torch.inference_mode():
             for _ in range(new_tokens):
                 res = self.model(input_ids=step_ids, use_cache=True, **{self._cache_arg: past})
-                self.forward_passes += 1
                 past = res[self._cache_arg]
                 logits = res.logits[:, -1, :].float().cpu()
                 top = torch.topk(logits, min(TOP_K, logits.shape[-1]), dim=-1)
@@ -132,7 +130,20 @@ class GPT2Expander:
                 step_ids = top.indices.gather(1, choice).to(self.device)
                 out.append(step_ids.cpu())
         tokens = torch.cat(out, dim=1).tolist()
-        return [cut_continuation(prefix, self.tokenizer.decode(t, skip_special_tokens=True)) for t in tokens]
+        return [self._within_budget(cut_continuation(prefix, self.tokenizer.decode(t, skip_special_tokens=True)),
+                                    prefix) for t in tokens]
+
+    def _within_budget(self, text: str, prefix: str) -> str:
+        """At most --gpt-max-tokens tokens when the prompt is tokenized again: a byte-level token that is
+        not a whole character decodes to U+FFFD (three tokens, and noise to the text-to-image model), so
+        those go, then whole words from the end until the prompt fits."""
+        text = " ".join(text.replace("\ufffd", "").split())
+        while len(self.tokenizer(text).input_ids) > self.cfg.gpt_max_tokens:
+            shorter = text.rsplit(" ", 1)[0]
+            if shorter == text or len(shorter) <= len(prefix):
+                return prefix
+            text = shorter
+        return text
 
     def describe(self) -> dict:
         return {"prompts": "gpt2", "model": self.cfg.gpt_model, "max_tokens": self.cfg.gpt_max_tokens,
