@@ -76,10 +76,13 @@ def quiet_libraries() -> None:
 
 
 def share_cores(workers: int) -> None:
-    """CPU workers split the cores instead of each starting a thread per core."""
+    """CPU workers split the cores instead of each starting a thread per core (unless the user set
+    OMP_NUM_THREADS: then every worker, like a single process, uses that many)."""
     import importlib.util
     import os
 
+    if os.environ.get("OMP_NUM_THREADS"):
+        return
     threads = max(1, (os.cpu_count() or 1) // workers)
     if importlib.util.find_spec("torch"):
         import torch

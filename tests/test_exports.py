@@ -19,11 +19,21 @@ def dataset(tiny, tiny_sd_args, tmp_path_factory):
     return out
 
 
+@pytest.fixture
+def dataset_copy(dataset, tmp_path):
+    """The module's dataset, copied for a test that writes into it (exports, proposals): tests that
+    share `dataset` never see each other's files."""
+    out = tmp_path / "out"
+    shutil.copytree(dataset, out)
+    return out
+
+
 def trainval(out):
     return (out / "VOC2007" / "ImageSets" / "Main" / "trainval.txt").read_text().split()
 
 
-def test_coco_loads_in_pycocotools(dataset):
+def test_coco_loads_in_pycocotools(dataset_copy):
+    dataset = dataset_copy
     from pycocotools.coco import COCO
 
     assert run_main(["export", dataset, "--format", "coco"]) == 0
@@ -46,7 +56,8 @@ def test_coco_loads_in_pycocotools(dataset):
     assert len(unlabeled.getImgIds()) == 4 and unlabeled.getAnnIds() == []
 
 
-def test_detic_loads_in_lvis_and_embeddings_match_text_tower(dataset, tiny):
+def test_detic_loads_in_lvis_and_embeddings_match_text_tower(dataset_copy, tiny):
+    dataset = dataset_copy
     import open_clip
     import torch
     from lvis import LVIS
@@ -73,7 +84,8 @@ def test_detic_loads_in_lvis_and_embeddings_match_text_tower(dataset, tiny):
     assert run_main(["check", dataset, "--format", "detic"]) == 0
 
 
-def test_detic_maps_labels_onto_an_lvis_category_list(dataset, tiny, tmp_path):
+def test_detic_maps_labels_onto_an_lvis_category_list(dataset_copy, tiny, tmp_path):
+    dataset = dataset_copy
     cats = [{"id": 7, "name": "dog", "synonyms": ["dog", "domestic_dog"], "frequency": "f"},
             {"id": 3, "name": "kitchen_table", "synonyms": ["kitchen_table", "dining_table"], "frequency": "c"},
             {"id": 12, "name": "cat", "synonyms": ["cat"], "frequency": "f"},
@@ -95,7 +107,8 @@ def test_detic_maps_labels_onto_an_lvis_category_list(dataset, tiny, tmp_path):
     assert res.returncode == 2 and "no category matches diningtable, cat" in res.stderr
 
 
-def test_imagefolder_loads_with_datasets(dataset):
+def test_imagefolder_loads_with_datasets(dataset_copy):
+    dataset = dataset_copy
     import datasets
 
     assert run_main(["export", dataset, "--format", "imagefolder"]) == 0
@@ -108,7 +121,8 @@ def test_imagefolder_loads_with_datasets(dataset):
     assert ds[0]["image"].size == (64, 64)
 
 
-def test_proposals_in_split_order_with_each_convention(dataset):
+def test_proposals_in_split_order_with_each_convention(dataset_copy):
+    dataset = dataset_copy
     from scipy.io import loadmat
 
     assert run_main(["proposals", dataset, "--format", "pcl", "--workers", 2, "-q"]) == 0

@@ -53,6 +53,8 @@ def test_plugin_backend_by_entry_point_name(plugin_path, tmp_path):
     # the option is part of the fingerprint: another value is refused, the default too
     res = run_with(plugin_path, base + ["--backend-option", "shade=0.25"])
     assert res.returncode == 2 and "backend_options" in res.stderr
+    res = run_with(plugin_path, base)  # no option: the plugin's default shade 1.0, also another value
+    assert res.returncode == 2 and "backend_options" in res.stderr
     res = run_with(plugin_path, base + ["--backend-option", "shade=7", "--overwrite"])
     assert res.returncode == 2 and "solid: shade must be a number in [0, 1], got 7" in res.stderr
 

@@ -103,9 +103,30 @@ class StableDiffusionBackend:
         if cfg.compile and denoiser is not None:
             compiled = torch.compile(denoiser, mode="max-autotune-no-cudagraphs" if cuda else "default")
             setattr(pipe, "unet" if hasattr(pipe, "unet") else "transformer", compiled)
-        self.fast_paths = {"channels_last": cuda, "tf32": bool(cfg.tf32 and cuda), "compile": cfg.compile,
-                           "cpu_offload": bool(cfg.cpu_offload and cuda), "sdpa": hasattr(torch.nn.functional,
-                                                                                         "scaled_dot_product_attention")}
+
+    def observed_fast_paths(self) -> dict:
+        """What is really in effect, read off the loaded pipeline (not the options asked for)."""
+        import torch
+
+        pipe = self.pipe
+        denoiser = getattr(pipe, "unet", None)
+        if denoiser is None:  # a compiled module has no truth value: no `or` here
+            denoiser = getattr(pipe, "transformer", None)
+        base = getattr(denoiser, "_orig_mod", denoiser)  # under torch.compile's wrapper
+        processors = sorted({type(p).__name__ for p in getattr(base, "attn_processors", {}).values()})
+        convs = [p for p in base.parameters() if p.dim() == 4] if base is not None else []
+        modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
+        vae = getattr(pipe, "vae", None)
+        return {
+            "compile": type(denoiser).__name__ == "OptimizedModule",
+            "attention": processors,  # AttnProcessor2_0: torch's scaled_dot_product_attention
+            "sdpa": any(name.endswith("2_0") for name in processors),
+            "channels_last": bool(convs) and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs),
+            "cpu_offload": any(hasattr(m, "_hf_hook") for m in modules),
+            "tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+            "vae_tiling": bool(getattr(vae, "use_tiling", False)),
+            "vae_slicing": bool(getattr(vae, "use_slicing", False)),
+        }
 
     def _enable(self, key: str) -> None:
         pipe = self.pipe
@@ -150,7 +171,7 @@ class StableDiffusionBackend:
                 "family": self.cfg.family, "options": self.cfg.backend_options}
         if self.pipe is not None:
             info.update(pipeline=type(self.pipe).__name__, scheduler=type(self.pipe.scheduler).__name__,
-                        fast_paths=self.fast_paths,
+                        fast_paths=self.observed_fast_paths(),
                         dtype=str(self.dtype).replace("torch.", ""),
                         safety_checker=getattr(self.pipe, "safety_checker", None) is not None)
         return info
