@@ -65,7 +65,7 @@ def check_voc(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
         if train | val != set(trainval):
             problems.append((main / "trainval.txt", "is not the union of train.txt and val.txt"))
 
-    label_of: dict[str, str] = {}
+    label_of: dict[str, set[str]] = {}  # image-level labels: the names of an image's objects
     for i in trainval:
         xml_path, jpg_path = ann_dir / f"{i}.xml", img_dir / f"{i}.jpg"
         if not jpg_path.exists():
@@ -100,7 +100,7 @@ def check_voc(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
                 continue
             if not (1 <= x1 <= x2 <= w and 1 <= y1 <= y2 <= h):
                 problems.append((xml_path, f"box {x1},{y1},{x2},{y2} outside the {w}x{h} image"))
-        label_of[i] = names[0] if names else ""
+        label_of[i] = set(names)
         if jpg_path.exists():
             try:
                 with Image.open(jpg_path) as im:
@@ -128,7 +128,7 @@ def check_voc(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
                 problems.append((path, f"ids differ from {split}.txt"))
                 continue
             for r in rows:
-                want = "1" if label_of.get(r[0]) == label else "-1"
+                want = "1" if label in label_of.get(r[0], ()) else "-1"
                 if len(r) != 2 or r[1] != want:
                     problems.append((path, f"line for {r[0]} should be '{r[0]} {want}'"))
                     break
@@ -223,6 +223,50 @@ def _check_detic(info_path, cat_path, emb_path, images_dir, current) -> list[tup
     if emb.ndim != 2 or emb.shape[0] != len(cat_ids) or emb.dtype != np.float16:
         problems.append((emb_path, f"shape {emb.shape} {emb.dtype}, want ({len(cat_ids)}, D) float16"))
     return problems
+
+
+def check_yolo(folder: Path, labels: list[str]) -> list[tuple[Path, str]]:
+    """The ultralytics layout: data.yaml names, one label file per image, `class cx cy w h` lines in range."""
+    folder = Path(folder)
+    problems: list[tuple[Path, str]] = []
+    yaml_path = folder / "data.yaml"
+    if not yaml_path.exists():
+        return [(yaml_path, "missing")]
+    text = yaml_path.read_text()
+    for i, label in enumerate(labels):
+        if f"  {i}: {json.dumps(label)}\n" not in text:
+            problems.append((yaml_path, f"names has no entry {i}: {label}"))
+    for key in ("train: images/train", "val: images/val"):
+        if key not in text:
+            problems.append((yaml_path, f"no '{key}'"))
+    for split in ("train", "val"):
+        images = {p.stem for p in (folder / "images" / split).glob("*.jpg")}
+        label_files = sorted((folder / "labels" / split).glob("*.txt"))
+        if images != {p.stem for p in label_files}:
+            problems.append((folder / "labels" / split, "label files and images differ"))
+        for path in label_files:
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                problem = _yolo_line_problem(line, len(labels))
+                if problem:
+                    problems.append((path, f"line {n}: {problem}"))
+    return problems
+
+
+def _yolo_line_problem(line: str, n_classes: int) -> str | None:
+    parts = line.split()
+    if len(parts) != 5:
+        return f"want 'class cx cy w h', got {line!r}"
+    try:
+        cls, cx, cy, w, h = int(parts[0]), *map(float, parts[1:])
+    except ValueError:
+        return f"not numbers: {line!r}"
+    if not 0 <= cls < n_classes:
+        return f"class {cls} outside 0..{n_classes - 1}"
+    if not (w > 0 and h > 0):
+        return "box of zero size"
+    if cx - w / 2 < -1e-6 or cy - h / 2 < -1e-6 or cx + w / 2 > 1 + 1e-6 or cy + h / 2 > 1 + 1e-6:
+        return "box outside the image"
+    return None
 
 
 DETIC_FILES = ("image_info.json", "cat_info.json", "clip_a+cname.npy")

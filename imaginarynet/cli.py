@@ -66,6 +66,15 @@ def _generate_options(f):
                      help="open_clip weights: a tag, a local weights file or local-dir:FOLDER."),
         click.option("--threshold", type=float, default=D["threshold"], show_default=True,
                      help="Minimum CLIP probability of the image's own class."),
+        click.option("--detector", metavar="ID|DIR", help="Open-vocabulary detector for boxes: a transformers "
+                     "zero-shot detector, e.g. google/owlv2-base-patch16-ensemble. Keeps only images with a box "
+                     "of their own class."),
+        click.option("--box-threshold", type=float, help="Minimum detector score of a box [default: the "
+                     "family's, 0.1 for OWLv2/OWL-ViT]."),
+        click.option("--nms-iou", type=float, default=D["nms_iou"], show_default=True,
+                     help="IoU above which class-wise NMS drops the weaker of two boxes."),
+        click.option("--label-other-detections", is_flag=True, help="Also write boxes of classes other than the "
+                     "prompted one as labels (always kept in metadata.jsonl)."),
         click.option("--max-attempts", type=int, help="Attempt cap per class when images are rejected (CLIP, "
                      "safety checker) [default: 4x quota]."),
         click.option("--keep-rejected", is_flag=True, help="Also save CLIP-rejected images under OUT/rejected/."),
@@ -297,8 +306,8 @@ def finalize(outputdir, device, quiet):
 
 @cli.command()
 @click.argument("outputdir", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["voc", "coco", "detic"]), default="voc", show_default=True,
-              help="voc checks the dataset; coco/detic check the files `export` wrote.")
+@click.option("--format", "fmt", type=click.Choice(["voc", "coco", "detic", "yolo"]), default="voc",
+              show_default=True, help="voc checks the dataset; coco/detic/yolo check the files `export` wrote.")
 @click.option("--split", default="trainval", show_default=True, help="Split of the export to check.")
 def check(outputdir, fmt, split):
     """Validate a dataset against what downstream loaders require; exit 1 on any problem."""
@@ -314,8 +323,51 @@ def check(outputdir, fmt, split):
 
 
 @cli.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--classfile", default=DEFAULTS["classfile"], show_default=True,
+              help="Class file path, or a bundled name: voc, coco.")
+@click.option("--outputdir", default=DEFAULTS["outputdir"], show_default=True, type=click.Path(path_type=Path),
+              help="Output directory (a VOCdevkit root).")
+@click.option("--detector", metavar="ID|DIR", help="Open-vocabulary detector for boxes (see generate --help).")
+@click.option("--box-threshold", type=float, help="Minimum detector score of a box [default: the family's].")
+@click.option("--nms-iou", type=float, default=DEFAULTS["nms_iou"], show_default=True)
+@click.option("--label-other-detections", is_flag=True, help="Also write boxes of the other classes as labels.")
+@click.option("--clip", is_flag=True, help="Classify with CLIP: an image's class is CLIP's top-1, kept if its "
+              "probability reaches --threshold.")
+@click.option("--clip-model", default=DEFAULTS["clip_model"], show_default=True)
+@click.option("--clip-pretrained", default=DEFAULTS["clip_pretrained"], show_default=True)
+@click.option("--threshold", type=float, default=DEFAULTS["threshold"], show_default=True)
+@click.option("--batch-size", type=int, default=DEFAULTS["batch_size"], show_default=True)
+@click.option("--device", help="Device for the models [default: cuda if present].")
+@click.option("--cpu", is_flag=True, help="Run CLIP on the CPU.")
+@click.option("--quiet", "-q", is_flag=True)
+@click.option("--no-report", "no_report", is_flag=True)
+def annotate(source, **opts):
+    """Run the CLIP filter and/or the detector on existing images (JPEG, PNG, WebP) into the same OUT layout."""
+    from imaginarynet.annotate import list_images, run_annotate
+    from imaginarynet.classes import load_classes
+    from imaginarynet.config import RunConfig, validate_annotate
+    from imaginarynet.monitor import format_table
+    from imaginarynet.outdir import OutputDir
+
+    opts["report"] = not opts.pop("no_report")
+    cfg = validate_annotate(RunConfig(classes=load_classes(opts["classfile"]), source=str(Path(source).resolve()),
+                                      **opts))
+    list_images(source)  # a missing or empty folder: one line, before any model loads
+    with storage_errors(cfg.outputdir):
+        result = run_annotate(cfg, log=lambda m: click.echo(m, err=True))
+    if result.get("already_done"):
+        return
+    if not cfg.quiet:
+        click.echo(format_table(result["table"]), err=True)
+    for name in result["unreadable"]:
+        click.echo(f"warning: {source / name} could not be read; skipped", err=True)
+    click.echo(f"{result['kept']}/{result['images']} images kept in {OutputDir(cfg.outputdir).voc}", err=True)
+
+
+@cli.command()
 @click.argument("outputdir", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["coco", "detic", "imagefolder"]), required=True)
+@click.option("--format", "fmt", type=click.Choice(["coco", "detic", "imagefolder", "yolo"]), required=True)
 @click.option("--split", default="trainval", show_default=True, help="Which ImageSets/Main split to export.")
 @click.option("--images-only", is_flag=True, help="COCO without annotations (SSOD unlabeled set).")
 @click.option("--categories", type=click.Path(path_type=Path, exists=True, dir_okay=False),
@@ -341,6 +393,12 @@ def _export(outputdir, fmt, split, images_only, categories, clip_model, clip_pre
     if fmt == "coco":
         path = exports.export_coco(outputdir, split, images_only)
         click.echo(f"{path} (images in {images})")
+    elif fmt == "yolo":
+        folder, boxes = exports.export_yolo(outputdir)
+        click.echo(f"{folder}: {folder / 'data.yaml'} (ultralytics)")
+        if not boxes:
+            click.echo("no detector boxes in this dataset (run with --detector): each label is a whole-image box",
+                       err=True)
     elif fmt == "imagefolder":
         folder = exports.export_imagefolder(outputdir, split)
         click.echo(f"{folder}: datasets.load_dataset('imagefolder', data_dir='{folder}')")

@@ -60,6 +60,12 @@ class RunConfig:
     clip_model: str = "ViT-B-32"
     clip_pretrained: str = "openai"
     threshold: float = 0.6
+    # Open-vocabulary detector (boxes)
+    detector: str | None = None
+    box_threshold: float | None = None  # None: the detector family's default (detectors/zero_shot.py)
+    nms_iou: float = 0.5
+    label_other_detections: bool = False
+    source: str | None = None  # `annotate`: the folder of existing images
     max_attempts: int | None = None
     keep_rejected: bool = False
     strict: bool = False
@@ -103,6 +109,11 @@ class RunConfig:
         if not self.clip:
             for k in ("clip_model", "clip_pretrained", "threshold"):
                 opts.pop(k)
+        if not self.detector:
+            for k in ("detector", "box_threshold", "nms_iou", "label_other_detections"):
+                opts.pop(k)
+        if self.source is None:
+            opts.pop("source")
         return opts
 
     def fingerprint(self) -> str:
@@ -201,6 +212,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         check_model_ref("--vqgan-model", cfg.vqgan_model)
     if cfg.gpt:
         check_model_ref("--gpt-model", cfg.gpt_model)
+    if cfg.detector:
+        _check_detector(cfg)
     if cfg.clip:
         check_model_ref("--clip-pretrained", cfg.clip_pretrained)
         if cfg.clip_model.startswith(("local-dir:", "hf-hub:")) and cfg.clip_pretrained != DEFAULTS["clip_pretrained"]:
@@ -263,12 +276,43 @@ def _device_list(devices: str | None) -> list[str]:
     return [d.strip() for d in devices.split(",")]
 
 
+def _check_detector(cfg: RunConfig) -> None:
+    check_model_ref("--detector", cfg.detector)
+    if cfg.box_threshold is not None and not 0.0 <= cfg.box_threshold <= 1.0:
+        raise UserError(f"--box-threshold must be within [0, 1] (got {cfg.box_threshold})")
+    if not 0.0 < cfg.nms_iou <= 1.0:
+        raise UserError(f"--nms-iou must be within (0, 1] (got {cfg.nms_iou})")
+    from imaginarynet.detectors.registry import detector_family  # a config.json read: no model library
+
+    detector_family(cfg.detector)  # a local model that is not a zero-shot detector is refused here
+
+
 def _check_log_file(path: Path) -> None:
     folder = Path(path).expanduser().parent
     if not folder.is_dir():
         raise UserError(f"--log-json: folder {folder} does not exist")
     if not os.access(folder, os.W_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
         raise UserError(f"--log-json: {path} is not writable")
+
+
+def validate_annotate(cfg: RunConfig) -> RunConfig:
+    """`annotate`: the options that apply to existing images, checked before any model loads."""
+    if not (cfg.clip or cfg.detector):
+        raise UserError("annotate needs --detector or --clip (or both): something must look at the images")
+    if not 0.0 <= cfg.threshold <= 1.0:
+        raise UserError(f"--threshold must be within [0, 1] (got {cfg.threshold})")
+    if cfg.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1 (got {cfg.batch_size})")
+    if cfg.clip:
+        check_model_ref("--clip-pretrained", cfg.clip_pretrained)
+    if cfg.detector:
+        _check_detector(cfg)
+    from imaginarynet.runtime import check_device
+
+    if cfg.device:
+        check_device(cfg.device)
+    _check_writable(cfg.outputdir)
+    return cfg
 
 
 def _fill_model_defaults(cfg: RunConfig) -> None:

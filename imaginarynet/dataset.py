@@ -24,9 +24,19 @@ class Entry:
     height: int
     staged: str  # path of the staged JPEG, relative to OUT/.state
     score: dict | None
+    boxes: tuple | None = None  # with --detector: the boxes to write (own class, or all classes)
+    detections: tuple | None = None  # with --detector: every box found
+    source: str | None = None  # `annotate`: the file the image came from
 
 
-def select(classes, quotas, by_class: dict[str, list[dict]]) -> list[Entry]:
+def boxes_to_write(rec: dict, label_other: bool) -> tuple | None:
+    """A kept attempt's label boxes: its own class's, or every class's with --label-other-detections."""
+    if "boxes" not in rec:
+        return None
+    return tuple(b for b in rec["boxes"] if label_other or b["label"] == rec["class"])
+
+
+def select(classes, quotas, by_class: dict[str, list[dict]], label_other: bool = False) -> list[Entry]:
     entries: list[Entry] = []
     for cls, quota in zip(classes, quotas):
         seen: set[int] = set()  # a repeated attempt keeps its first record: one id per attempt
@@ -36,7 +46,8 @@ def select(classes, quotas, by_class: dict[str, list[dict]]) -> list[Entry]:
             entries.append(Entry(
                 id=f"{len(entries) + 1:06d}", label=cls.label, name=cls.name, k=rec["k"],
                 prompt=rec["prompt"], seed=rec["seed"], width=rec["width"], height=rec["height"],
-                staged=rec["file"], score=rec.get("score")))
+                staged=rec["file"], score=rec.get("score"), boxes=boxes_to_write(rec, label_other),
+                detections=tuple(rec["boxes"]) if "boxes" in rec else None))
     return entries
 
 
@@ -48,8 +59,21 @@ def split_ids(ids: list[str]) -> dict[str, list[str]]:
 
 def metadata_row(e: Entry, file_name: str) -> dict:
     """One line of metadata.jsonl (file_name relative to OUT)."""
-    return {"id": e.id, "file_name": file_name, "class": e.label, "name": e.name, "attempt": e.k,
-            "prompt": e.prompt, "seed": e.seed, "width": e.width, "height": e.height, "clip": e.score}
+    row = {"id": e.id, "file_name": file_name, "class": e.label, "name": e.name, "attempt": e.k,
+           "prompt": e.prompt, "seed": e.seed, "width": e.width, "height": e.height, "clip": e.score}
+    if e.boxes is not None:  # with --detector only: rows of other runs stay byte for byte what they were
+        row["boxes"], row["detections"] = list(e.boxes), list(e.detections)
+    if e.source is not None:
+        row["source"] = e.source
+    return row
+
+
+def voc_box(box: list[float], width: int, height: int) -> tuple[int, int, int, int]:
+    """[x1, y1, x2, y2) in pixels (0-based, exclusive end) as VOC's 1-based inclusive integer corners."""
+    x1, y1, x2, y2 = box
+    xmin, ymin = min(int(x1) + 1, width), min(int(y1) + 1, height)
+    xmax, ymax = max(min(round(x2), width), xmin), max(min(round(y2), height), ymin)
+    return xmin, ymin, xmax, ymax
 
 
 def metadata_text(rows: list[dict]) -> str:

@@ -38,6 +38,8 @@ def models_of(cfg) -> list[tuple[str, str, str]]:
         models.append(("prompts", cfg.gpt_model, model_status(cfg.gpt_model)))
     if cfg.clip:
         models.append(("filter", f"{cfg.clip_model} / {cfg.clip_pretrained}", clip_status(cfg)))
+    if cfg.detector:
+        models.append(("detector", cfg.detector, model_status(cfg.detector)))
     return models
 
 

@@ -33,6 +33,16 @@ def export_imagefolder(root: Path, split: str) -> Path:
     return write_imagefolder(ds.split(split), OutputDir(root).imagefolder_export(split))
 
 
+def export_yolo(root: Path) -> tuple[Path, bool]:
+    """(folder, whether the dataset has detector boxes) for the ultralytics layout."""
+    from imaginarynet.writers.yolo import SPLITS, write_yolo
+
+    ds = read_dataset(root)
+    splits = {split: ds.split(split) for split in SPLITS}
+    folder = write_yolo(splits, [c.label for c in ds.classes], OutputDir(root).yolo_export())
+    return folder, any("boxes" in it.meta for it in ds.items)
+
+
 def export_detic(root: Path, split: str, categories: Path | None, clip_model: str, clip_pretrained: str,
                  device: str) -> tuple[Path, tuple[str, ...], tuple[int, ...]]:
     """(folder, file names, embedding shape)."""
@@ -75,6 +85,11 @@ def check_output(root: Path, fmt: str, split: str) -> list[tuple[Path, str]]:
         if not path.exists():
             raise UserError(f"{path} does not exist; run: imaginarynet export {root} --format coco")
         return checks.check_coco(path, out.images)
+    if fmt == "yolo":
+        folder = out.yolo_export()
+        if not folder.exists():
+            raise UserError(f"{folder} does not exist; run: imaginarynet export {root} --format yolo")
+        return checks.check_yolo(folder, [c.label for c in classes_of(root)])
     folder = out.detic_export()
     if not folder.exists():
         raise UserError(f"{folder} does not exist; run: imaginarynet export {root} --format detic")

@@ -14,10 +14,18 @@ def assemble(cfg, out: OutputDir, ledger: Ledger) -> tuple[list[Entry], str]:
     """Write the dataset the ledger defines; returns its entries and the check's problems ("" if none)."""
     labels = [c.label for c in cfg.classes]
     by_class = ledger.by_class()
-    entries = select(cfg.classes, cfg.quotas, by_class)
+    entries = select(cfg.classes, cfg.quotas, by_class, cfg.label_other_detections)
     write_voc(out, entries, labels)
     atomic_write_text(out.metadata, metadata_text([metadata_row(e, out.image_name(e.id)) for e in entries]))
     for cls in cfg.classes:
         used = "".join(r["prompt"] + "\n" for r in by_class.get(cls.label, []))
         atomic_write_text(out.prompt_list(cls.label), used)
     return entries, format_problems(check_voc(out.root, labels), out.root)
+
+
+def repair(out: OutputDir, ledger: Ledger, log) -> None:
+    """Attempts whose staged image a crash lost or tore run again (same prompt and seed: same dataset)."""
+    bad = {(r["class"], r["k"]) for r in ledger.records if r.get("file") and not out.staged_intact(r["file"])}
+    if bad:
+        log(f"warning: {len(bad)} staged image(s) missing or damaged (a crash?); running those attempts again")
+        ledger.drop(bad)

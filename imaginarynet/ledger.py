@@ -14,7 +14,7 @@ from typing import Literal, TypedDict
 
 # One attempt as the ledger stores it ("class" is a keyword, hence the functional form). The ledger
 # adds "b" (batch number) and "n" (records in that batch) so a torn batch can be cut off on reload.
-Attempt = TypedDict("Attempt", {
+_Attempt = TypedDict("_Attempt", {
     "class": str, "k": int, "prompt": str, "seed": int,
     "status": Literal["kept", "rejected", "flagged"],
     "score": "dict | None",  # the filter's verdict, None without a filter
@@ -23,11 +23,22 @@ Attempt = TypedDict("Attempt", {
 })
 
 
+class Attempt(_Attempt, total=False):
+    boxes: list[dict]  # with --detector: every box found, all classes (detectors/__init__.py)
+    reason: str  # why a rejected attempt was rejected, when a stage says ("no box")
+
+
 def new_attempt(label: str, k: int, prompt: str, seed: int, status: str, score: dict | None = None,
-                file: str | None = None, size: tuple[int, int] | None = None) -> Attempt:
+                file: str | None = None, size: tuple[int, int] | None = None, boxes: list[dict] | None = None,
+                reason: str | None = None) -> Attempt:
     width, height = size if size else (None, None)
-    return {"class": label, "k": k, "prompt": prompt, "seed": seed, "score": score, "file": file,
-            "width": width, "height": height, "status": status}
+    rec: Attempt = {"class": label, "k": k, "prompt": prompt, "seed": seed, "score": score, "file": file,
+                    "width": width, "height": height, "status": status}
+    if boxes is not None:  # without a detector the record is exactly what earlier versions wrote
+        rec["boxes"] = boxes
+    if reason:
+        rec["reason"] = reason
+    return rec
 
 
 class Ledger:

@@ -68,20 +68,28 @@ class EventLog:
         self.close()
 
 
-def summary_rows(labels: list[str], sched) -> list[dict]:
+def summary_rows(labels: list[str], sched, by_class: dict | None = None) -> list[dict]:
+    """Per-class counts; with by_class (ledger records), also the attempts a detector found no box in."""
     rows = []
     for i, label in enumerate(labels):
         attempted, quota = sched.attempted[i], sched.quotas[i]
-        rows.append({"class": label, "target": quota, "kept": min(sched.kept[i], quota), "attempts": attempted,
-                     "acceptance": round(sched.kept[i] / attempted, 4) if attempted else None})
+        row = {"class": label, "target": quota, "kept": min(sched.kept[i], quota), "attempts": attempted,
+               "acceptance": round(sched.kept[i] / attempted, 4) if attempted else None}
+        if by_class is not None:
+            row["no_box"] = sum(r.get("reason") == "no box" for r in by_class.get(label, []))
+        rows.append(row)
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
     width = max([len("class")] + [len(r["class"]) for r in rows])
-    lines = [f"{'class':<{width}}  {'kept':>6} / {'target':<6} {'attempts':>8}  {'accept':>6}"]
+    boxes = any("no_box" in r for r in rows)
+    lines = [f"{'class':<{width}}  {'kept':>6} / {'target':<6} {'attempts':>8}  {'accept':>6}"
+             + ("  no box" if boxes else "")]
     for r in rows:
         acc = "-" if r["acceptance"] is None else f"{r['acceptance']:.0%}"
         mark = "  SHORT" if r["kept"] < r["target"] else ""
-        lines.append(f"{r['class']:<{width}}  {r['kept']:>6} / {r['target']:<6} {r['attempts']:>8}  {acc:>6}{mark}")
+        no_box = f"  {r['no_box']:>6}" if boxes else ""
+        lines.append(f"{r['class']:<{width}}  {r['kept']:>6} / {r['target']:<6} {r['attempts']:>8}  {acc:>6}"
+                     f"{no_box}{mark}")
     return "\n".join(lines)

@@ -100,6 +100,9 @@ class OutputDir:
     def detic_export(self) -> Path:
         return self.exports / "detic"
 
+    def yolo_export(self) -> Path:
+        return self.exports / "yolo"
+
     def imagefolder_export(self, split: str) -> Path:
         return self.exports / "imagefolder" / split
 

@@ -17,7 +17,7 @@ from typing import Literal
 from imaginarynet import executors
 from imaginarynet.config import RunConfig
 from imaginarynet.executors.shards import ShardScheduler, finish_shard, merge_shard_ledgers
-from imaginarynet.finalize import assemble
+from imaginarynet.finalize import assemble, repair
 from imaginarynet.fsutil import remove_temporaries
 from imaginarynet.ledger import Ledger
 from imaginarynet.monitor import EventLog, Progress, kept_total, summary_rows
@@ -113,7 +113,7 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
         if cfg.shard:
             i, n = parse_shard(cfg.shard)
             shard_ledger = Ledger(out.shard_ledger(i, n))
-            _repair(out, shard_ledger, log)
+            repair(out, shard_ledger, log)
             sched = ShardScheduler(cfg, out, i, n, shard_ledger.by_class())
             described.update(_work(cfg, engine, executor, devices, sched, shard_ledger, timer, events,
                                    drop_previous))
@@ -128,7 +128,7 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
         ledger = Ledger(out.ledger)
         if out.shards.exists():  # also when a plain run continues a dataset that shards started
             merge_shard_ledgers(out, ledger)
-        _repair(out, ledger, log)
+        repair(out, ledger, log)
         caps = [cfg.max_attempts_for(q) for q in cfg.quotas]
         sched = AttemptScheduler(cfg.quotas, caps, labels, ledger.by_class())
         events.write("start", outputdir=str(cfg.outputdir), target=target, kept=kept_total(sched))
@@ -142,7 +142,8 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
             entries, problems = assemble(cfg, out, ledger)
 
         # 6. run.json says what was made, how, and what fell short.
-        table, shortfalls = summary_rows(labels, sched), sched.shortfalls()
+        table = summary_rows(labels, sched, ledger.by_class() if cfg.detector else None)
+        shortfalls = sched.shortfalls()
         run_record.update(
             status="complete", models=described or (previous or {}).get("models", {}), shortfalls=shortfalls,
             counts={"kept": len(entries), "target": target, "attempts": sum(sched.attempted)},
@@ -156,14 +157,6 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
         write_report(out.root)
     return RunResult("short" if shortfalls else "complete", kept=len(entries), target=target,
                      shortfalls=shortfalls, table=table, problems=problems)
-
-
-def _repair(out: OutputDir, ledger: Ledger, log) -> None:
-    """Attempts whose staged image a crash lost or tore run again (same prompt and seed: same dataset)."""
-    bad = {(r["class"], r["k"]) for r in ledger.records if r.get("file") and not out.staged_intact(r["file"])}
-    if bad:
-        log(f"warning: {len(bad)} staged image(s) missing or damaged (a crash?); running those attempts again")
-        ledger.drop(bad)
 
 
 def _work(cfg, engine: str, executor, devices: list[str], sched, ledger: Ledger, timer: StageTimer,

@@ -89,20 +89,39 @@ def _histogram(path: Path, label: str, recs: list[dict], threshold: float | None
     return True
 
 
-def _thumb(src: Path, dst: Path) -> bool:
-    from PIL import Image
+def _thumb(src: Path, dst: Path, boxes: list[dict] | None = None) -> bool:
+    """A thumbnail; with detector boxes, each drawn with its class and score."""
+    from PIL import Image, ImageDraw
 
     if dst.exists():
         return True
     try:
         with Image.open(src) as im:
             im = im.convert("RGB")
+            scale = min(THUMB / im.width, THUMB / im.height, 1.0)
             im.thumbnail((THUMB, THUMB))
+            draw = ImageDraw.Draw(im)
+            for b in boxes or []:
+                x1, y1, x2, y2 = (v * scale for v in b["box"])
+                draw.rectangle([x1, y1, max(x2 - 1, x1), max(y2 - 1, y1)], outline=(255, 40, 40), width=2)
+                draw.text((x1 + 2, y1 + 1), f"{b['label']} {b['score']:.2f}", fill=(255, 255, 0))
             dst.parent.mkdir(parents=True, exist_ok=True)
             im.save(dst, format="JPEG", quality=85)
         return True
     except OSError:
         return False
+
+
+def box_stats(meta: list[dict], labels: list[str]) -> list[dict]:
+    """Per class: images, boxes per image, mean box score (written boxes), when the run had a detector."""
+    rows = []
+    for label in labels:
+        mine = [m for m in meta if m["class"] == label and "boxes" in m]
+        scores = [b["score"] for m in mine for b in m["boxes"]]
+        rows.append({"class": label, "images": len(mine),
+                     "boxes_per_image": round(len(scores) / len(mine), 2) if mine else None,
+                     "mean_score": round(sum(scores) / len(scores), 3) if scores else None})
+    return rows
 
 
 def _figure(img: str, caption: str, title: str, rejected: bool = False) -> str:
@@ -142,6 +161,14 @@ def write_report(root: Path) -> Path:
         parts.append(f"<tr{cls} data-class='{html.escape(r['class'])}'>" +
                      "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     parts.append("</table>")
+    if any("boxes" in m for m in meta):
+        parts.append("<h2>Boxes</h2><table id='boxes'><tr><th>class</th><th>images</th><th>boxes per image</th>"
+                     "<th>mean score</th></tr>")
+        for r in box_stats(meta, [row["class"] for row in rows]):
+            cells = [r["class"], r["images"], r["boxes_per_image"], r["mean_score"]]
+            parts.append(f"<tr data-boxes='{html.escape(r['class'])}'>"
+                         + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        parts.append("</table>")
     timings = run.get("timings") or {}
     if timings:
         parts.append("<h2>Time per stage</h2><table>" + "".join(
@@ -159,7 +186,7 @@ def write_report(root: Path) -> Path:
         figures = []
         for m in meta_by_class[label][:MAX_THUMBS]:
             thumb = f"thumbs/{m['id']}.jpg"
-            if _thumb(root / m["file_name"], out / thumb):
+            if _thumb(root / m["file_name"], out / thumb, m.get("boxes")):
                 score = f" · p={m['clip']['prob']:.2f}" if m.get("clip") else ""
                 figures.append(_figure(thumb, f"{m['id']}{score}", f"{m['prompt']}{score}"))
         rejected_dir = paths.rejected / label
@@ -169,7 +196,9 @@ def write_report(root: Path) -> Path:
             thumb = f"thumbs/rejected_{label}_{path.stem}.jpg"
             rec = ledger_by_k.get(int(path.stem), {})
             score = f" · p={rec['score']['prob']:.2f} (top-1 {rec['score']['top1']})" if rec.get("score") else ""
-            if _thumb(path, out / thumb):
+            if rec.get("reason"):
+                score += f" · {rec['reason']}"
+            if _thumb(path, out / thumb, rec.get("boxes")):
                 figures.append(_figure(thumb, f"rejected #{int(path.stem)}{score}", f"{rec.get('prompt', '')}{score}",
                                        rejected=True))
         parts.append("<div class='sheet'>" + "".join(figures) + "</div>")

@@ -168,6 +168,44 @@ def build_tiny_gpt2(folder: Path) -> Path:
     return _mark(folder)
 
 
+def build_tiny_owlv2(folder: Path) -> Path:
+    """An OWLv2 open-vocabulary detector (Owlv2ForObjectDetection + Owlv2Processor), 1-layer towers 32
+    wide, 64x64 input in 16x16 patches (16 boxes per image); loads with AutoModelForZeroShotObjectDetection
+    and AutoProcessor like google/owlv2-base-patch16-ensemble."""
+    folder = Path(folder)
+    if _done(folder):
+        return folder
+    import torch
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    torch.manual_seed(0)
+    # The processor pads every query to model_max_length (77 here; 16 in the real model, whose BPE has merges:
+    # this one spends a token per character, so 16 would not hold "a photo of a potted plant").
+    tokenizer = _clip_tokenizer(folder / "_tok")
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                num_attention_heads=4, max_position_embeddings=tokenizer.model_max_length,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                  image_size=64, patch_size=16)
+    # projection_dim must equal the text width: the class head compares projected queries with patches.
+    model = Owlv2ForObjectDetection(Owlv2Config(text_config=text, vision_config=vision, projection_dim=32))
+    # transformers draws the detection heads' weights with std 1, which on a 32-wide model saturates every
+    # box to a line and every score to 0 or 1; 1/sqrt(fan_in) keeps each box near its patch and the scores
+    # spread over (0, 1).
+    with torch.no_grad():
+        for head in (model.class_head, model.box_head, model.objectness_head):
+            for layer in head.modules():
+                if isinstance(layer, torch.nn.Linear):
+                    layer.weight.normal_(std=layer.in_features ** -0.5)
+    processor = Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}),
+                               tokenizer=tokenizer)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    shutil.rmtree(folder / "_tok")
+    return _mark(folder)
+
+
 TINY_CLIP = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
@@ -270,7 +308,7 @@ def build_tiny_models(cache: Path | None = None) -> dict[str, Path]:
     """Every tiny model the demo needs, built once into the cache."""
     cache = Path(cache) if cache else default_cache()
     return {"sd": build_tiny_sd(cache / "sd"), "gpt2": build_tiny_gpt2(cache / "gpt2"),
-            "clip": build_tiny_clip(cache / "clip")}
+            "clip": build_tiny_clip(cache / "clip"), "owlv2": build_tiny_owlv2(cache / "owlv2")}
 
 
 def dalle_generate_uncached(params, cfg, input_ids, attention_mask):

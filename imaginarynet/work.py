@@ -14,6 +14,7 @@ from pathlib import Path
 
 from imaginarynet.backends.base import Request, create_backend
 from imaginarynet.config import RunConfig
+from imaginarynet.detectors import create_detector, own_class_hit
 from imaginarynet.errors import UserError
 from imaginarynet.filters import Candidate, create_filter
 from imaginarynet.fsutil import atomic_write_bytes, fsync_dir
@@ -43,17 +44,21 @@ class StageSet:
         self.prompts = create_prompt_source(cfg, out.state)
         self.backend = create_backend(cfg)
         self.filter = create_filter(cfg)
+        self.detector = create_detector(cfg)
 
     def load(self) -> None:
         self.prompts.load()
         self.backend.load()
-        if self.filter is not None:
-            self.filter.load()
+        for stage in (self.filter, self.detector):
+            if stage is not None:
+                stage.load()
 
     def describe(self) -> dict:
         info = {"generator": self.backend.describe(), "prompts": self.prompts.describe()}
         if self.filter is not None:
             info["filter"] = self.filter.describe()
+        if self.detector is not None:
+            info["detector"] = self.detector.describe()
         return info
 
 
@@ -96,25 +101,41 @@ def run_batch(cfg: RunConfig, stages: StageSet, batch: Unit, timer: StageTimer,
     scores = [None] * len(batch)
     if stages.filter is not None:
         judged = [i for i, g in enumerate(generated) if g.image is not None]
-        candidates = [Candidate(generated[i].image, batch[i][0], classes[batch[i][0]].label, batch[i][1],
-                                requests[i].prompt) for i in judged]
         with timer("filter"):
-            for i, s in zip(judged, stages.filter.score(candidates)):
+            for i, s in zip(judged, stages.filter.score(_candidates(judged, batch, generated, requests, classes))):
                 scores[i] = s
+    boxes: list[list[dict] | None] = [None] * len(batch)
+    if stages.detector is not None:  # after the filter: only images it kept are worth detecting in
+        looked = [i for i, g in enumerate(generated) if g.image is not None and (scores[i] is None
+                                                                                 or scores[i]["accepted"])]
+        with timer("detect"):
+            for i, found in zip(looked, stages.detector.detect(_candidates(looked, batch, generated, requests,
+                                                                           classes))):
+                boxes[i] = found
     records, writes = [], []
-    for (ci, k), req, gen, score in zip(batch, requests, generated, scores):
+    for (ci, k), req, gen, score, found in zip(batch, requests, generated, scores, boxes):
         label = classes[ci].label
         if gen.image is None:
             records.append(new_attempt(label, k, req.prompt, req.seed, "flagged", score))
             continue
-        status = "kept" if score is None or score["accepted"] else "rejected"
+        status, reason = "kept", None
+        if score is not None and not score["accepted"]:
+            status = "rejected"
+        elif stages.detector is not None and not own_class_hit(found, label):
+            status, reason = "rejected", "no box"
         file = out.staged_rel(label, k) if status == "kept" else None
-        records.append(new_attempt(label, k, req.prompt, req.seed, status, score, file, gen.image.size))
+        records.append(new_attempt(label, k, req.prompt, req.seed, status, score, file, gen.image.size,
+                                   boxes=found if stages.detector is not None else None, reason=reason))
         if file:
             writes.append((out.staged(file), gen.image))
         elif cfg.keep_rejected:
             writes.append((out.rejected_path(label, k), gen.image))
     return records, writes
+
+
+def _candidates(indices, batch, generated, requests, classes) -> list[Candidate]:
+    return [Candidate(generated[i].image, batch[i][0], classes[batch[i][0]].label, batch[i][1], requests[i].prompt)
+            for i in indices]
 
 
 class UnitWorker:

@@ -17,11 +17,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "imaginarynet"
 LAYERS = {
     1: ["__init__", "errors", "fsutil", "classes"],
     2: ["config", "plan", "ledger", "dataset", "outdir", "runtime", "reader",
-        "backends.__init__", "backends.base", "backends.sd_families"],
-    3: ["prompts.", "filters.", "writers.", "backends.", "check", "proposals"],
+        "backends.__init__", "backends.base", "backends.sd_families", "detectors.registry"],
+    3: ["prompts.", "filters.", "detectors.", "writers.", "backends.", "check", "proposals"],
     4: ["work"],
     5: ["executors."],
-    6: ["monitor", "finalize", "exports", "report", "dryrun", "download", "testing"],
+    6: ["monitor", "finalize", "exports", "annotate", "report", "dryrun", "download", "testing"],
     7: ["pipeline"],
     8: ["cli", "__main__"],
 }
@@ -123,8 +123,9 @@ def test_the_rules_the_architecture_names():
         ours, external = GRAPH[name]
         assert not [t for t in ours if t.startswith("executors")], name
         assert not [t for t in ours if t.startswith("backends") and t not in ("backends.base", "backends.sd_families")]
+        assert not [t for t in ours if t.startswith("detectors") and t != "detectors.registry"]
         assert not external & MODEL_LIBRARIES, (name, external & MODEL_LIBRARIES)
-    for name in under("prompts") + under("filters"):
+    for name in under("prompts") + under("filters") + under("detectors"):
         assert not [t for t in GRAPH[name][0] if t.startswith("backends")], name
     for name in under("writers"):
         ours, external = GRAPH[name]

@@ -493,3 +493,30 @@ def test_foreign_files_in_rejected_and_state_are_ignored(finished, tmp_path):
     assert run_cli(["report", out]).returncode == 0
     res = run_cli(["check", out])
     assert res.returncode == 0, res.stdout
+
+
+def test_the_report_opens_the_ledger_read_only(finished, tmp_path):
+    """A report run next to a writer must never cut the writer's last line: a torn tail stays as it is."""
+    out = copy_of(finished, tmp_path)
+    ledger = out / ".state" / "ledger.jsonl"
+    ledger.write_bytes(ledger.read_bytes() + b'{"class": "dog", "k": 99, "n": 2')  # a batch being written
+    before = ledger.read_bytes()
+    assert run_cli(["report", out]).returncode == 0
+    assert ledger.read_bytes() == before
+
+
+def test_temporaries_of_killed_writes_are_removed_at_the_next_start(finished, tmp_path):
+    out = copy_of(finished, tmp_path)
+    run = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps(dict(run, status="running")))  # as if killed in finalize
+    leftovers = [out / ".state" / "images" / "dog" / ".imaginarynet-tmp-4242-000000.jpg",
+                 out / ".state" / "tmp" / ".imaginarynet-tmp-4242-000001.xml",
+                 out / ".imaginarynet-tmp-4242-metadata.jsonl"]
+    for p in leftovers:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half")
+    want = dataset_files(out)
+    res = run_cli(["finalize", out])
+    assert res.returncode == 0, res.stderr
+    assert not [p for p in leftovers if p.exists()]
+    assert dataset_files(out) == want

@@ -36,6 +36,9 @@ class Filter(Protocol):
     def describe(self) -> dict:
         """What run.json records about the filter."""
 
+    # Optional, for `annotate` (images of unknown class): classify(candidates) -> one verdict per image
+    # for its best class, with "top1" (that class's label) and "accepted".
+
 
 def filter_name(cfg) -> str | None:
     return "clip" if cfg.clip else None

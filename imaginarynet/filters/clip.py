@@ -79,6 +79,13 @@ class ClipFilter:
         sims = self.cosines(candidates)
         return [decide(row, c.class_index, self.cfg.threshold, self.labels) for row, c in zip(sims, candidates)]
 
+    def classify(self, candidates: list[Candidate]) -> list[dict]:
+        """For images of unknown class (`annotate`): the verdict for each image's top-1 class."""
+        if not candidates:
+            return []
+        sims = self.cosines(candidates)
+        return [decide(row, int(np.argmax(row)), self.cfg.threshold, self.labels) for row in sims]
+
     def describe(self) -> dict:
         return {"filter": "clip", "model": self.cfg.clip_model, "pretrained": self.cfg.clip_pretrained,
                 "threshold": self.cfg.threshold, "device": self.device, "text_template": TEXT_TEMPLATE}

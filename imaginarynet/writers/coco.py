@@ -16,9 +16,19 @@ def coco_dict(items: list[Item], classes, images_only: bool = False) -> dict:
     annotations = []
     if not images_only:
         for it in items:
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": int(it.id), "category_id": cat_id[it.label],
-                "bbox": [0, 0, it.width, it.height], "area": it.width * it.height, "iscrowd": 0,
-            })
+            boxes = it.meta.get("boxes")
+            if boxes is None:  # no detector: the image-level label as a whole-image box
+                annotations.append({
+                    "id": len(annotations) + 1, "image_id": int(it.id), "category_id": cat_id[it.label],
+                    "bbox": [0, 0, it.width, it.height], "area": it.width * it.height, "iscrowd": 0,
+                })
+                continue
+            for b in boxes:  # detector boxes: [x, y, w, h] in pixels, with the detector's score
+                x1, y1, x2, y2 = b["box"]
+                w, h = round(x2 - x1, 2), round(y2 - y1, 2)
+                annotations.append({
+                    "id": len(annotations) + 1, "image_id": int(it.id), "category_id": cat_id[b["label"]],
+                    "bbox": [x1, y1, w, h], "area": round(w * h, 2), "iscrowd": 0, "score": b["score"],
+                })
     return {"info": {"description": "ImaginaryNet synthetic images", "version": "1.0"}, "licenses": [],
             "images": images, "annotations": annotations, "categories": coco_categories(classes)}

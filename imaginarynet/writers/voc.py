@@ -9,12 +9,26 @@ from __future__ import annotations
 import os
 from xml.sax.saxutils import escape
 
-from imaginarynet.dataset import Entry, split_ids
+from imaginarynet.dataset import Entry, split_ids, voc_box
 from imaginarynet.fsutil import atomic_write_text, place_file
 from imaginarynet.outdir import OutputDir
 
 
+def _object(label: str, box: tuple[int, int, int, int]) -> str:
+    xmin, ymin, xmax, ymax = box
+    return ("  <object>\n"
+            f"    <name>{escape(label)}</name><pose>Unspecified</pose>\n"
+            "    <truncated>0</truncated><difficult>0</difficult>\n"
+            f"    <bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox>\n"
+            "  </object>\n")
+
+
 def annotation_xml(e: Entry) -> str:
+    """One object per detector box; without a detector one object, the whole image, for the image label."""
+    if e.boxes is None:
+        objects = _object(e.label, (1, 1, e.width, e.height))
+    else:
+        objects = "".join(_object(b["label"], voc_box(b["box"], e.width, e.height)) for b in e.boxes)
     return (
         "<annotation>\n"
         "  <folder>VOC2007</folder>\n"
@@ -22,13 +36,14 @@ def annotation_xml(e: Entry) -> str:
         "  <source><database>ImaginaryNet</database></source>\n"
         f"  <size><width>{e.width}</width><height>{e.height}</height><depth>3</depth></size>\n"
         "  <segmented>0</segmented>\n"
-        "  <object>\n"
-        f"    <name>{escape(e.label)}</name><pose>Unspecified</pose>\n"
-        "    <truncated>0</truncated><difficult>0</difficult>\n"
-        f"    <bndbox><xmin>1</xmin><ymin>1</ymin><xmax>{e.width}</xmax><ymax>{e.height}</ymax></bndbox>\n"
-        "  </object>\n"
+        f"{objects}"
         "</annotation>\n"
     )
+
+
+def image_labels(e: Entry) -> set[str]:
+    """The image-level labels: the prompted class, plus the classes of the boxes written for it."""
+    return {e.label} | {b["label"] for b in e.boxes or ()}
 
 
 def write_voc(out: OutputDir, entries: list[Entry], labels: list[str]) -> None:
@@ -40,9 +55,9 @@ def write_voc(out: OutputDir, entries: list[Entry], labels: list[str]) -> None:
         if not (dst.exists() and os.path.samefile(src, dst)):
             place_file(src, dst, tmp_dir=out.tmp)
         atomic_write_text(out.annotation(e.id), annotation_xml(e), tmp_dir=out.tmp)
-    label_of = {e.id: e.label for e in entries}
-    for split, ids in split_ids(list(label_of)).items():
+    labels_of = {e.id: image_labels(e) for e in entries}
+    for split, ids in split_ids(list(labels_of)).items():
         atomic_write_text(out.imageset(split), "".join(f"{i}\n" for i in ids), tmp_dir=out.tmp)
         for label in labels:
-            lines = "".join(f"{i} {1 if label_of[i] == label else -1}\n" for i in ids)
+            lines = "".join(f"{i} {1 if label in labels_of[i] else -1}\n" for i in ids)
             atomic_write_text(out.imageset(f"{label}_{split}"), lines, tmp_dir=out.tmp)

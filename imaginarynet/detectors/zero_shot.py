@@ -1,0 +1,93 @@
+"""Open-vocabulary detection with transformers' zero-shot detectors (OWLv2, OWL-ViT).
+
+Queries are "a photo of a {display name}" for every class, the family's own post-processing
+(`post_process_grounded_object_detection` at --box-threshold) gives boxes in pixels of the image the
+processor saw, class-wise NMS (torchvision `batched_nms`, --nms-iou) removes duplicates, and
+boxes are clipped to the image. OWLv2 pads every image to a square at the bottom and right
+before resizing, so its boxes are scaled by the padded side, max(width, height), on both axes.
+"""
+from __future__ import annotations
+
+from imaginarynet.errors import UserError, require
+from imaginarynet.filters import Candidate
+
+QUERY = "a photo of a {name}"
+DEFAULT_BOX_THRESHOLD = {"owlv2": 0.1, "owlvit": 0.1}  # the OWL papers' and transformers' demo value
+
+
+class OwlDetector:
+    def __init__(self, cfg, family: str):
+        self.cfg, self.family = cfg, family
+        self.labels = [c.label for c in cfg.classes]
+        self.queries = [QUERY.format(name=c.name) for c in cfg.classes]
+        self.threshold = cfg.box_threshold if cfg.box_threshold is not None else DEFAULT_BOX_THRESHOLD[family]
+        self.device = None
+
+    def load(self) -> None:
+        torch = require("torch", "detect", "--detector")
+        transformers = require("transformers", "detect", "--detector")
+        require("torchvision", "detect", "--detector")
+        from imaginarynet.runtime import quiet_libraries, resolve_device
+
+        quiet_libraries()
+        self._torch = torch
+        self.device = "cpu" if self.cfg.cpu else resolve_device(self.cfg.device)
+        try:
+            self.processor = transformers.AutoProcessor.from_pretrained(self.cfg.detector)
+            model = transformers.AutoModelForZeroShotObjectDetection.from_pretrained(self.cfg.detector)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot load detector {self.cfg.detector!r}: {str(exc).splitlines()[0]}; "
+                            f"for a machine without internet: imaginarynet download --detector {self.cfg.detector}"
+                            ) from exc
+        self.model = model.to(self.device).eval()
+
+    def target_size(self, width: int, height: int) -> tuple[int, int]:
+        """(height, width) to scale normalised boxes by: OWLv2 saw a square padded at the bottom/right."""
+        if self.family == "owlv2":
+            side = max(width, height)
+            return side, side
+        return height, width
+
+    def post_process(self, outputs, target_sizes):
+        """The family's own post-processing: the processor's (transformers 5), else its image processor's."""
+        post = getattr(self.processor, "post_process_grounded_object_detection", None)
+        if post is None:
+            post = self.processor.image_processor.post_process_object_detection
+        return post(outputs=outputs, threshold=self.threshold, target_sizes=target_sizes)
+
+    def detect(self, candidates: list[Candidate]) -> list[list[dict]]:
+        if not candidates:
+            return []
+        torch = self._torch
+        from torchvision.ops import batched_nms
+
+        images = [c.image.convert("RGB") for c in candidates]
+        inputs = self.processor(text=[self.queries] * len(images), images=images, return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        with torch.inference_mode():
+            outputs = self.model(**inputs)
+        sizes = torch.tensor([self.target_size(*im.size) for im in images])
+        results = self.post_process(outputs, sizes)
+        found = []
+        for im, res in zip(images, results):
+            boxes, scores, labels = (res[k].detach().float().cpu() for k in ("boxes", "scores", "labels"))
+            labels = labels.long()
+            keep = batched_nms(boxes, scores, labels, self.cfg.nms_iou)  # sorted by score, highest first
+            width, height = im.size
+            out = []
+            for i in keep.tolist():
+                x1, y1, x2, y2 = boxes[i].tolist()
+                x1, x2 = (min(max(v, 0.0), width) for v in (x1, x2))
+                y1, y2 = (min(max(v, 0.0), height) for v in (y1, y2))
+                if x2 - x1 <= 0 or y2 - y1 <= 0:
+                    continue  # nothing of it inside the image
+                q = int(labels[i])
+                out.append({"label": self.labels[q], "score": round(float(scores[i]), 6),
+                            "box": [round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2)],
+                            "query": self.queries[q]})
+            found.append(out)
+        return found
+
+    def describe(self) -> dict:
+        return {"detector": self.family, "model": self.cfg.detector, "box_threshold": self.threshold,
+                "nms_iou": self.cfg.nms_iou, "query_template": QUERY, "device": self.device}

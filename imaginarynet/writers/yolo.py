@@ -1,0 +1,46 @@
+"""The ultralytics YOLO layout: images/{train,val}/, labels/{train,val}/ (one `class cx cy w h` line per
+box, normalised to [0, 1], class ids 0..C-1 in class-file order) and data.yaml (path, train, val, names).
+Images are hard links (or copies) of VOC2007/JPEGImages. Without detector boxes every image gets its
+label as a whole-image box."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from imaginarynet.fsutil import atomic_write_text, place_file
+from imaginarynet.reader import Item
+
+SPLITS = ("train", "val")
+
+
+def yolo_lines(it: Item, class_index: dict[str, int]) -> str:
+    boxes = it.meta.get("boxes")
+    if boxes is None:
+        return f"{class_index[it.label]} 0.5 0.5 1 1\n"
+    lines = []
+    for b in boxes:
+        x1, y1, x2, y2 = b["box"]
+        cx, cy = (x1 + x2) / 2 / it.width, (y1 + y2) / 2 / it.height
+        w, h = (x2 - x1) / it.width, (y2 - y1) / it.height
+        lines.append(f"{class_index[b['label']]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
+    return "".join(lines)
+
+
+def data_yaml(folder: Path, labels: list[str]) -> str:
+    # JSON strings are YAML strings: labels need no escaping rules of their own
+    names = "".join(f"  {i}: {json.dumps(label)}\n" for i, label in enumerate(labels))
+    return (f"path: {json.dumps(str(Path(folder).resolve()))}\n"
+            "train: images/train\nval: images/val\n"
+            f"names:\n{names}")
+
+
+def write_yolo(splits: dict[str, list[Item]], labels: list[str], folder: Path) -> Path:
+    class_index = {label: i for i, label in enumerate(labels)}
+    for split, items in splits.items():
+        for it in items:
+            image = folder / "images" / split / it.path.name
+            if not image.exists():
+                place_file(it.path, image)
+            atomic_write_text(folder / "labels" / split / f"{it.path.stem}.txt", yolo_lines(it, class_index))
+    atomic_write_text(folder / "data.yaml", data_yaml(folder, labels))
+    return folder
