@@ -111,6 +111,7 @@ def test_boxes_are_the_detectors_own_and_decide_what_is_kept(boxed, pattern, tin
     assert statuses == {"kept", "rejected"}  # the planted threshold really splits them
     run = json.loads((boxed / "run.json").read_text())
     assert run["models"]["detector"]["box_threshold"] == THRESHOLD
+    assert run["models"]["detector"]["queries_encoded_once"] is True  # the oracle above re-encodes per image
     no_box = {r["class"]: r["no_box"] for r in run["per_class"]}
     assert no_box == {label: sum(r["class"] == label and r["status"] == "rejected" for r in ledger)
                       for label in LABELS}

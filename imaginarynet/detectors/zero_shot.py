@@ -40,6 +40,41 @@ class OwlDetector:
                             f"for a machine without internet: imaginarynet download --detector {self.cfg.detector}"
                             ) from exc
         self.model = model.to(self.device).eval()
+        self.query_embeds = self._encode_queries()
+
+    def _encode_queries(self):
+        """The class queries through the text tower once per run (the plain forward re-encodes them for
+        every batch); None if this model does not expose the pieces, then the plain forward runs."""
+        torch = self._torch
+        tower = getattr(self.model, self.family, None)
+        if tower is None or not all(hasattr(self.model, f) for f in ("image_embedder", "class_predictor",
+                                                                       "box_predictor")):
+            return None
+        text = self.processor(text=self.queries, return_tensors="pt")
+        with torch.inference_mode():
+            features = tower.get_text_features(input_ids=text["input_ids"].to(self.device),
+                                               attention_mask=text["attention_mask"].to(self.device))
+        features = getattr(features, "pooler_output", features)
+        return features / torch.linalg.norm(features, dim=-1, keepdim=True)
+
+    def _forward(self, images):
+        """logits (B, boxes, queries) and pred_boxes (B, boxes, 4) for a batch of images."""
+        from types import SimpleNamespace
+
+        torch = self._torch
+        if self.query_embeds is None:
+            inputs = self.processor(text=[self.queries] * len(images), images=images, return_tensors="pt")
+            with torch.inference_mode():
+                return self.model(**{k: v.to(self.device) for k, v in inputs.items()})
+        pixels = self.processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
+        with torch.inference_mode():
+            feature_map = self.model.image_embedder(pixel_values=pixels)[0]
+            b, h, w, c = feature_map.shape
+            image_feats = feature_map.reshape(b, h * w, c)
+            queries = self.query_embeds[None].expand(b, -1, -1)
+            logits, _ = self.model.class_predictor(image_feats, queries)
+            boxes = self.model.box_predictor(image_feats, feature_map)
+        return SimpleNamespace(logits=logits, pred_boxes=boxes)
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         """(height, width) to scale normalised boxes by: OWLv2 saw a square padded at the bottom/right."""
@@ -62,10 +97,7 @@ class OwlDetector:
         from torchvision.ops import batched_nms
 
         images = [c.image.convert("RGB") for c in candidates]
-        inputs = self.processor(text=[self.queries] * len(images), images=images, return_tensors="pt")
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        with torch.inference_mode():
-            outputs = self.model(**inputs)
+        outputs = self._forward(images)
         sizes = torch.tensor([self.target_size(*im.size) for im in images])
         results = self.post_process(outputs, sizes)
         found = []
@@ -90,4 +122,5 @@ class OwlDetector:
 
     def describe(self) -> dict:
         return {"detector": self.family, "model": self.cfg.detector, "box_threshold": self.threshold,
-                "nms_iou": self.cfg.nms_iou, "query_template": QUERY, "device": self.device}
+                "nms_iou": self.cfg.nms_iou, "query_template": QUERY, "device": self.device,
+                "queries_encoded_once": self.query_embeds is not None}
