@@ -70,7 +70,7 @@ def _generate_options(f):
                      "zero-shot detector, e.g. google/owlv2-base-patch16-ensemble. Keeps only images with a box "
                      "of their own class."),
         click.option("--box-threshold", type=float, help="Minimum detector score of a box [default: the "
-                     "family's, 0.1 for OWLv2/OWL-ViT]."),
+                     "family's, 0.1 for OWLv2/OWL-ViT, 0.35 for Grounding DINO]."),
         click.option("--nms-iou", type=float, default=D["nms_iou"], show_default=True,
                      help="IoU above which class-wise NMS drops the weaker of two boxes."),
         click.option("--label-other-detections", is_flag=True, help="Also write boxes of classes other than the "

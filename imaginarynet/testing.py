@@ -206,6 +206,60 @@ def build_tiny_owlv2(folder: Path) -> Path:
     return _mark(folder)
 
 
+def build_tiny_grounding_dino(folder: Path) -> Path:
+    """A Grounding DINO open-vocabulary detector (GroundingDinoForObjectDetection + GroundingDinoProcessor):
+    a 4-stage Swin 8 wide, 1-layer BERT 32 wide, d_model 32, 1 encoder and 2 decoder layers, 16 queries,
+    images resized to shortest edge 64 / longest edge 96; loads with AutoModelForZeroShotObjectDetection and
+    AutoProcessor like IDEA-Research/grounding-dino-tiny."""
+    folder = Path(folder)
+    if _done(folder):
+        return folder
+    import torch
+    from transformers import (BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
+                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+
+    torch.manual_seed(0)
+    # A WordPiece vocabulary laid out like bert-base-uncased where the model depends on it: GroundingDinoModel
+    # hard-codes [CLS]=101, [SEP]=102, "."=1012 and "?"=1029 as the phrase delimiters of its text attention
+    # mask. Printable ASCII sits at 999.. as in BERT; "##" letters and digits spell out any other word.
+    vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab += [f"[unused{i}]" for i in range(99, 994)] + [chr(c) for c in range(ord("!"), ord("~") + 1)]
+    vocab += ["##" + c for c in "0123456789abcdefghijklmnopqrstuvwxyz"]
+    words = {"".join(c if c.isalpha() else " " for c in s.lower()) for s in _SENTENCES}
+    words = set(" ".join(words).split()) | {"dog", "cat", "dining", "table", "potted", "plant", "person"}
+    vocab += sorted(w for w in words if w not in vocab)
+    (folder / "_tok").mkdir(parents=True, exist_ok=True)
+    (folder / "_tok" / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizer(vocab=str(folder / "_tok" / "vocab.txt"), model_max_length=256)
+    # Swin patches of 2 (4 in the real one) keep the extra stride-32 level at least 2x1 on a 64x96 input:
+    # its GroupNorm(32, d_model) has one channel per group at d_model 32 and fails on a 1x1 map.
+    swin = SwinConfig(image_size=64, patch_size=2, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                      window_size=4, out_indices=[2, 3, 4])
+    text = dict(model_type="bert", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                num_attention_heads=4, intermediate_size=64, max_position_embeddings=256,
+                pad_token_id=tokenizer.pad_token_id)
+    # decoder_layers >= 2: the checkpoint ties bbox_embed.1.. to bbox_embed.0, which fails with one layer.
+    config = GroundingDinoConfig(backbone_config=swin, text_config=text, d_model=32, encoder_layers=1,
+                                 decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
+                                 encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=16, num_feature_levels=4,
+                                 encoder_n_points=2, decoder_n_points=2, max_text_len=256)
+    model = GroundingDinoForObjectDetection(config)
+    # The class logits are a bare dot product of the decoder's layer-normed queries with the text features;
+    # at unit LayerNorm gain they have std ~sqrt(d_model), so the scores saturate at 0 or 1. A gain drawn with
+    # std 1/sqrt(d_model) brings the logits to std ~1. The box head (shared by the decoder layers) starts at
+    # zero, leaving every box on its anchor; 1/sqrt(fan_in) moves the boxes a little off the anchors.
+    with torch.no_grad():
+        model.model.decoder.layer_norm.weight.normal_(std=config.d_model ** -0.5)
+        for layer in model.bbox_embed[0].layers:
+            layer.weight.normal_(std=layer.in_features ** -0.5)
+    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
+    processor = GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    shutil.rmtree(folder / "_tok")
+    return _mark(folder)
+
+
 TINY_CLIP = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},

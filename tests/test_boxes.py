@@ -213,7 +213,7 @@ def test_yolo_without_a_detector_says_the_boxes_are_whole_images(tiny_sd_args, t
     (["--box-threshold", "1.5"], "--box-threshold must be within [0, 1]"),
     (["--nms-iou", "0"], "--nms-iou must be within (0, 1]"),
     ("gpt2-as-detector", "is not a zero-shot object detector"),
-    (["--detector", "IDEA-Research/grounding-dino-tiny"], "grounding-dino models are not supported yet"),
+    (["--detector", "omlab/omdet-turbo-swin-tiny-hf"], "omdet-turbo models are not supported yet"),
 ])
 def test_bad_detector_options_are_one_line_exit_2(args, message, tiny, tmp_path, capsys):
     classes = write_classfile(tmp_path / "c.txt", LABELS)
@@ -347,3 +347,85 @@ def test_report_draws_boxes_and_tables_them(boxed, tmp_path):
     assert _thumb(out / m["file_name"], plain)
     drawn = np.asarray(Image.open(out / "report" / "thumbs" / f"{m['id']}.jpg"), float)
     assert np.abs(drawn - np.asarray(Image.open(plain), float)).max() > 100
+
+
+# ------------------------------------------------------------------------------- Grounding DINO
+
+GD_CLASSES = ["dog", "diningtable: dining table", "cat"]
+GD_LABELS = ["dog", "diningtable", "cat"]
+GD_TEXT = "dog . dining table . cat ."
+
+
+@pytest.fixture(scope="module")
+def tiny_gdino(tmp_path_factory):
+    from imaginarynet.testing import build_tiny_grounding_dino
+
+    return build_tiny_grounding_dino(tmp_path_factory.mktemp("gdino") / "model")
+
+
+def spans_from_offsets(tokenizer, text: str, names: list[str]) -> list[list[int]]:
+    """Each class's tokens, found by character offsets of its name in the text (not by separators)."""
+    enc = tokenizer(text, return_offsets_mapping=True)
+    spans, pos = [], 0
+    for name in names:
+        start = text.index(name, pos)
+        end = pos = start + len(name)
+        spans.append([i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > a and a >= start and b <= end])
+    return spans
+
+
+def test_grounding_dino_class_is_the_span_of_the_best_token(tiny_gdino):
+    """Planted per-token scores: the best token is the second word of "dining table"; a class found by
+    matching the decoded phrase ("table") to the class names would miss it."""
+    import torch
+    from transformers import AutoProcessor
+
+    from imaginarynet.detectors.grounding import class_of_box, class_spans
+
+    tok = AutoProcessor.from_pretrained(tiny_gdino).tokenizer
+    ids = tok(GD_TEXT)["input_ids"]
+    spans = class_spans(ids, tok.convert_tokens_to_ids("."), set(tok.all_special_ids))
+    want = spans_from_offsets(tok, GD_TEXT, ["dog", "dining table", "cat"])
+    assert [list(range(a, b)) for a, b in spans] == want and len(want[1]) == 2
+    scores = torch.zeros(len(ids))
+    scores[want[1][1]] = 0.9  # "table"
+    scores[want[0][0]] = 0.6  # "dog", lower
+    scores[ids.index(tok.cls_token_id)] = 0.99  # a special token never decides the class
+    assert class_of_box(scores, spans) == (1, pytest.approx(0.9))
+
+
+def test_grounding_dino_boxes_through_the_cli(pattern, tiny_gdino, tmp_path):
+    import torch
+    from torchvision.ops import batched_nms
+    from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
+
+    classes = write_classfile(tmp_path / "c.txt", GD_CLASSES)
+    out = tmp_path / "out"
+    assert run_main(["--num", 6, "--classfile", classes, "--outputdir", out, "--backend", "pattern_backend:Pattern",
+                     "--detector", tiny_gdino, "--box-threshold", 0.9, "--batch-size", 3, "--no-report",
+                     "--quiet"]) == 0
+    processor = AutoProcessor.from_pretrained(tiny_gdino)
+    model = AutoModelForZeroShotObjectDetection.from_pretrained(tiny_gdino).eval()
+    spans = spans_from_offsets(processor.tokenizer, GD_TEXT, ["dog", "dining table", "cat"])
+    statuses = set()
+    for rec in read_jsonl(out / ".state" / "ledger.jsonl"):
+        image = pattern.pattern_image(rec["seed"])
+        inputs = processor(images=[image], text=[GD_TEXT], return_tensors="pt")
+        with torch.inference_mode():
+            outputs = model(**inputs)
+        (res,) = processor.post_process_grounded_object_detection(outputs, input_ids=inputs["input_ids"],
+                                                                   threshold=0.9, target_sizes=[(64, 64)])
+        probs = outputs.logits.sigmoid()[0]
+        picked = (probs.max(-1).values > 0.9).nonzero().flatten().tolist()
+        classes_ = torch.tensor([max(range(3), key=lambda c: float(probs[q, spans[c]].max())) for q in picked])
+        keep = batched_nms(res["boxes"], res["scores"], classes_, 0.5).tolist() if picked else []
+        want = [(GD_LABELS[int(classes_[i])], float(res["scores"][i]), res["boxes"][i].clamp(0, 64).tolist())
+                for i in keep]
+        got = rec["boxes"]
+        assert [b["label"] for b in got] == [w[0] for w in want]
+        for b, (_, score, box) in zip(got, want):
+            assert b["score"] == pytest.approx(score, abs=1e-4) and b["box"] == pytest.approx(box, abs=0.02)
+        assert rec["status"] == ("kept" if any(w[0] == rec["class"] for w in want) else "rejected")
+        statuses.add(rec["status"])
+    assert statuses == {"kept", "rejected"}
+    assert run_cli(["check", out]).returncode == 0

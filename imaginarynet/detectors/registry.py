@@ -11,9 +11,11 @@ from imaginarynet.errors import UserError
 DETECTORS = {
     "owlv2": "imaginarynet.detectors.zero_shot:OwlDetector",
     "owlvit": "imaginarynet.detectors.zero_shot:OwlDetector",
+    "grounding-dino": "imaginarynet.detectors.grounding:GroundingDinoDetector",
+    "mm-grounding-dino": "imaginarynet.detectors.grounding:GroundingDinoDetector",
 }
 # what `transformers` calls the families we know but do not run yet
-NOT_YET = {"grounding-dino", "mm-grounding-dino", "omdet-turbo"}
+NOT_YET = {"omdet-turbo"}
 
 
 def detector_family(ref: str) -> str:
