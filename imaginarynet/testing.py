@@ -215,8 +215,14 @@ def build_tiny_grounding_dino(folder: Path) -> Path:
     if _done(folder):
         return folder
     import torch
-    from transformers import (BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+    from transformers import (
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
 
     torch.manual_seed(0)
     # A WordPiece vocabulary laid out like bert-base-uncased where the model depends on it: GroundingDinoModel

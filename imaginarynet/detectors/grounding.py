@@ -5,9 +5,10 @@ The family's post-processing returns phrases decoded from the tokens above a tex
 matching a phrase back to a class breaks on multi-word names ("dining table" may come back as
 "dining" or "table dining"). So the class of a box is decided on the tokens themselves: each class
 owns the span of tokens between two " . " separators, and a box's class is the class whose span
-holds the box's highest per-token score among the class tokens. The boxes themselves, their scores and which boxes clear --box-threshold are the
-processor's own post-processing (`post_process_grounded_object_detection`, in pixels of the original
-image: Grounding DINO does not pad to a square); then class-wise NMS and clipping, as for every detector.
+holds the box's highest per-token score among the class tokens. The boxes themselves, their scores
+and which boxes clear --box-threshold are the processor's own post-processing
+(`post_process_grounded_object_detection`, in pixels of the original image: Grounding DINO does not
+pad to a square); then class-wise NMS and clipping, as for every detector.
 """
 from __future__ import annotations
 
