@@ -60,6 +60,12 @@ def _generate_options(f):
         click.option("--gpt-model", default=D["gpt_model"], show_default=True, help="GPT-2 hub id or local folder."),
         click.option("--gpt-max-tokens", type=int, default=D["gpt_max_tokens"], show_default=True,
                      help="Length of an expanded prompt in GPT-2 tokens, template included."),
+        click.option("--llm", metavar="ID|DIR", help="Captions from an instruction-tuned chat model (transformers, "
+                     "with a chat template), e.g. Qwen/Qwen2.5-0.5B-Instruct; instead of --gpt."),
+        click.option("--llm-instruction", help="Instruction for --llm; {name} is the class display name "
+                     "[default: asks for one realistic photo caption containing the name]."),
+        click.option("--llm-max-tokens", type=int, default=D["llm_max_tokens"], show_default=True,
+                     help="New tokens per caption at most."),
         click.option("--clip", is_flag=True, help="Keep only images CLIP assigns to their class."),
         click.option("--clip-model", default=D["clip_model"], show_default=True, help="open_clip architecture."),
         click.option("--clip-pretrained", default=D["clip_pretrained"], show_default=True,

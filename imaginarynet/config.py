@@ -55,6 +55,10 @@ class RunConfig:
     gpt: bool = False
     gpt_model: str = "gpt2-large"
     gpt_max_tokens: int = 15
+    # Captions from an instruction-tuned chat model
+    llm: str | None = None
+    llm_instruction: str | None = None  # None: prompts/llm.py DEFAULT_INSTRUCTION
+    llm_max_tokens: int = 40
     # CLIP filter
     clip: bool = False
     clip_model: str = "ViT-B-32"
@@ -114,6 +118,9 @@ class RunConfig:
                 opts.pop(k)
         if self.source is None:
             opts.pop("source")
+        if not self.llm:
+            for k in ("llm", "llm_instruction", "llm_max_tokens"):
+                opts.pop(k)
         return opts
 
     def fingerprint(self) -> str:
@@ -212,6 +219,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         check_model_ref("--vqgan-model", cfg.vqgan_model)
     if cfg.gpt:
         check_model_ref("--gpt-model", cfg.gpt_model)
+    if cfg.llm:
+        _check_llm(cfg)
     if cfg.detector:
         _check_detector(cfg)
     if cfg.clip:
@@ -225,11 +234,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def _check_template(template: str) -> None:
+def _check_template(template: str, option: str = "--template") -> None:
     """Only plain {name} fields: no attributes, indexes, conversions, format specs or positional fields."""
     import string
 
-    bad = UserError(f"--template may only contain {{name}} fields (and {{{{ }}}} for braces): {template!r}")
+    bad = UserError(f"{option} may only contain {{name}} fields (and {{{{ }}}} for braces): {template!r}")
     try:
         fields_ = [(f, conv, spec) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
     except ValueError:
@@ -237,7 +246,7 @@ def _check_template(template: str) -> None:
     if any(f != "name" or conv or spec for f, conv, spec in fields_):
         raise bad
     if not fields_:
-        raise UserError(f"--template must contain {{name}}: {template!r}")
+        raise UserError(f"{option} must contain {{name}}: {template!r}")
 
 
 def _check_sampling(cfg: RunConfig) -> None:
@@ -274,6 +283,32 @@ def _device_list(devices: str | None) -> list[str]:
     if not devices or devices == "all":
         return []
     return [d.strip() for d in devices.split(",")]
+
+
+def has_chat_template(folder) -> bool | None:
+    """For a local model folder: whether its tokenizer carries a chat template (None: not a folder)."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        return None
+    if (folder / "chat_template.jinja").exists() or (folder / "chat_template.json").exists():
+        return True
+    config = folder / "tokenizer_config.json"
+    try:
+        return bool(json.loads(config.read_text()).get("chat_template")) if config.exists() else False
+    except ValueError:
+        return False
+
+
+def _check_llm(cfg: RunConfig) -> None:
+    if cfg.gpt:
+        raise UserError("give --gpt (GPT-2 continuations) or --llm (chat-model captions), not both")
+    check_model_ref("--llm", cfg.llm)
+    if cfg.llm_max_tokens < 1:
+        raise UserError(f"--llm-max-tokens must be at least 1 (got {cfg.llm_max_tokens})")
+    if cfg.llm_instruction is not None:
+        _check_template(cfg.llm_instruction, "--llm-instruction")
+    if has_chat_template(cfg.llm) is False:
+        raise UserError(f"--llm {cfg.llm} has no chat template: use an instruction-tuned (chat) model")
 
 
 def _check_detector(cfg: RunConfig) -> None:

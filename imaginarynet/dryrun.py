@@ -36,6 +36,8 @@ def models_of(cfg) -> list[tuple[str, str, str]]:
         models.append(("generator", f"plugin backend {cfg.backend}", "-"))
     if cfg.gpt:
         models.append(("prompts", cfg.gpt_model, model_status(cfg.gpt_model)))
+    if cfg.llm:
+        models.append(("prompts", cfg.llm, model_status(cfg.llm)))
     if cfg.clip:
         models.append(("filter", f"{cfg.clip_model} / {cfg.clip_pretrained}", clip_status(cfg)))
     if cfg.detector:

@@ -168,6 +168,42 @@ def build_tiny_gpt2(folder: Path) -> Path:
     return _mark(folder)
 
 
+def build_tiny_chat_lm(folder: Path) -> Path:
+    """An instruction-tuned chat LM in Qwen2.5-Instruct's format: Qwen2ForCausalLM (2 layers, 32 wide, 4 heads
+    over 2 KV heads) with a byte-level BPE tokenizer trained here in a second that carries a ChatML chat
+    template (written as chat_template.jinja); <|im_end|> is eos (generation stops there), <|endoftext|> pad.
+    Loads with AutoTokenizer and AutoModelForCausalLM."""
+    folder = Path(folder)
+    if _done(folder):
+        return folder
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM, Qwen2TokenizerFast
+
+    chat_template = (
+        "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    torch.manual_seed(0)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(_SENTENCES * 4 + ["system", "user", "assistant"], vocab_size=400, min_frequency=1,
+                            special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    tokenizer = Qwen2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>", unk_token=None, bos_token=None,
+                                   additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+                                   chat_template=chat_template, model_max_length=256)
+    end_of_text, im_end = tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>"])
+    config = Qwen2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=64, max_position_embeddings=256, vocab_size=len(tokenizer),
+                         tie_word_embeddings=True, bos_token_id=end_of_text, eos_token_id=im_end,
+                         pad_token_id=end_of_text)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(bos_token_id=end_of_text, eos_token_id=im_end,
+                                               pad_token_id=end_of_text)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return _mark(folder)
+
+
 def build_tiny_owlv2(folder: Path) -> Path:
     """An OWLv2 open-vocabulary detector (Owlv2ForObjectDetection + Owlv2Processor), 1-layer towers 32
     wide, 64x64 input in 16x16 patches (16 boxes per image); loads with AutoModelForZeroShotObjectDetection

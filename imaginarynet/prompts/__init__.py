@@ -14,6 +14,7 @@ from imaginarynet.classes import ImageClass
 SOURCES = {
     "template": "imaginarynet.prompts.template:TemplatePrompts",
     "gpt2": "imaginarynet.prompts.gpt2:GPT2Expander",
+    "llm": "imaginarynet.prompts.llm:LLMPrompts",
 }
 
 
@@ -29,7 +30,7 @@ class PromptSource(Protocol):
 
 
 def source_name(cfg) -> str:
-    return "gpt2" if cfg.gpt else "template"
+    return "llm" if cfg.llm else "gpt2" if cfg.gpt else "template"
 
 
 def create_prompt_source(cfg, state_dir: Path) -> PromptSource:

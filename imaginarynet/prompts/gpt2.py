@@ -1,35 +1,20 @@
 """GPT-2 prompt expansion: "A photo of a dog" → "A photo of a dog running on the beach."
 
-Prompts of a class form a deterministic stream. It is produced in fixed blocks
-of BLOCK sampled continuations (one forward pass per token for the whole
-block); block j of class c uses a generator seeded from (run seed, c, j), and
-the stream keeps the first occurrence of each distinct prompt. So prompt k
-depends only on (seed, class, k, model), never on the batch size or on which
-worker asks. Finished blocks are cached in OUT/.state/prompts/ so a resumed run
-does not sample them again.
+Prompts of a class form a deterministic stream (prompts/stream.py): fixed blocks
+of BLOCK sampled continuations, one forward pass per token for the whole block,
+each block with a generator seeded from (run seed, class, block).
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import re
-import sys
-from pathlib import Path
 
 from imaginarynet.classes import ImageClass
 from imaginarynet.errors import UserError, require
-from imaginarynet.fsutil import atomic_write_text
+from imaginarynet.prompts.stream import BLOCK, BlockStream, block_seed
 
-BLOCK = 16  # continuations sampled per forward pass
-MAX_DRY_BLOCKS = 4  # consecutive blocks without a new prompt before falling back to the template
 TOP_K = 50  # transformers' text-generation default, as the original tool used it
 _SENTENCE_END = re.compile(r"[.!?\n]")
-
-
-def block_seed(run_seed: int, label: str, block: int) -> int:
-    digest = hashlib.sha256(f"gpt2\x00{run_seed}\x00{label}\x00{block}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & 0x7FFFFFFFFFFF
 
 
 def cut_continuation(prefix: str, continuation: str) -> str:
@@ -42,13 +27,9 @@ def cut_continuation(prefix: str, continuation: str) -> str:
     return text
 
 
-class GPT2Expander:
-    def __init__(self, cfg, state_dir: Path):
-        self.cfg = cfg
-        self.cache_dir = Path(state_dir) / "prompts"
-        self.model = None
-        self.streams: dict[str, dict] = {}
-        self.warned = False
+class GPT2Expander(BlockStream):
+    source = "gpt2"
+    who = "GPT-2"
 
     def load(self) -> None:
         torch = require("torch", "gpt", "--gpt")
@@ -72,44 +53,7 @@ class GPT2Expander:
         # the model continues the template's sentence, so drop its final full stop
         return self.cfg.template.format(name=cls.name).rstrip(" .")
 
-    def _stream(self, cls: ImageClass) -> dict:
-        if cls.label not in self.streams:
-            path = self.cache_dir / f"{cls.label}.json"
-            stream = {"prompts": [], "blocks": 0, "dry": 0, "fallback": False}
-            if path.exists():
-                try:
-                    stream = json.loads(path.read_text())
-                except ValueError:
-                    pass  # a cache is only a shortcut: sample again
-            self.streams[cls.label] = stream
-        return self.streams[cls.label]
-
-    def prompts(self, cls: ImageClass, ks: list[int]) -> list[str]:
-        stream = self._stream(cls)
-        need = max(ks) + 1
-        grew = False
-        while len(stream["prompts"]) < need and not stream["fallback"]:
-            new = 0
-            seen = set(stream["prompts"])
-            for text in self._sample_block(cls, stream["blocks"]):
-                if text not in seen:
-                    seen.add(text)
-                    stream["prompts"].append(text)
-                    new += 1
-            stream["blocks"] += 1
-            stream["dry"] = 0 if new else stream["dry"] + 1
-            stream["fallback"] = stream["dry"] >= MAX_DRY_BLOCKS
-            grew = True
-        if grew:
-            atomic_write_text(self.cache_dir / f"{cls.label}.json", json.dumps(stream))
-        if stream["fallback"] and len(stream["prompts"]) < need and not self.warned and not self.cfg.quiet:
-            self.warned = True
-            print(f"warning: GPT-2 keeps repeating itself for {cls.label!r}; "
-                  "using the template prompt for the remaining attempts", file=sys.stderr)
-        template = self.cfg.template.format(name=cls.name)
-        return [stream["prompts"][k] if k < len(stream["prompts"]) else template for k in ks]
-
-    def _sample_block(self, cls: ImageClass, block: int) -> list[str]:
+    def sample_block(self, cls: ImageClass, block: int) -> list[str]:
         torch = self._torch
         prefix = self.prefix(cls)
         enc = self.tokenizer([prefix] * BLOCK, return_tensors="pt")
@@ -117,7 +61,7 @@ class GPT2Expander:
         new_tokens = self.cfg.gpt_max_tokens - input_ids.shape[1]
         if new_tokens <= 0:
             return [self.cfg.template.format(name=cls.name)]
-        gen = torch.Generator("cpu").manual_seed(block_seed(self.cfg.seed, cls.label, block))
+        gen = torch.Generator("cpu").manual_seed(block_seed(self.source, self.cfg.seed, cls.label, block))
         past, step_ids, out = None, input_ids, []
         with torch.inference_mode():
             for _ in range(new_tokens):
