@@ -326,6 +326,47 @@ def bench_detector(models, n: int, bs: int) -> None:
         f"{n / t_ours:.1f} vs {n / t_bare:.1f} img/s, ratio {ratio:.3f}", ">= 0.90", ratio >= 0.90)
 
 
+# ------------------------------------------------------------------ 10. LLM captions
+def bench_llm(n: int) -> None:
+    """--llm samples captions in blocks of 16 (one generate call per block) vs one generate call per
+    caption, same tiny chat model, same instruction and length; raw samples before cleaning."""
+    import torch
+
+    from imaginarynet.classes import ImageClass
+    from imaginarynet.config import RunConfig
+    from imaginarynet.prompts import llm
+    from imaginarynet.testing import build_tiny_chat_lm
+
+    model_dir = build_tiny_chat_lm(Path(tempfile.mkdtemp()) / "chat")
+    cfg = RunConfig(classfile="x", classes=[ImageClass("dog", "dog")], outputdir=Path(tempfile.mkdtemp()),
+                    llm=str(model_dir), device="cpu", llm_max_tokens=24)
+    source = llm.LLMPrompts(cfg, Path(tempfile.mkdtemp()))
+    source.load()
+    llm.clean_caption = lambda text, name: text  # count raw samples: cleaning is the same on both sides
+    blocks = max(1, n // llm.BLOCK)
+    tok, model = source.tokenizer, source.model
+    text = tok.apply_chat_template([{"role": "user", "content": source.instruction(cfg.classes[0])}],
+                                   add_generation_prompt=True, tokenize=False)
+    enc = tok(text, return_tensors="pt", add_special_tokens=False)
+
+    def ours():
+        for b in range(blocks):
+            source.sample_block(cfg.classes[0], b)
+
+    def per_caption():
+        for i in range(blocks * llm.BLOCK):
+            torch.manual_seed(i)
+            with torch.inference_mode():
+                model.generate(**enc, do_sample=True, top_k=50, max_new_tokens=24, pad_token_id=tok.pad_token_id)
+
+    ours(), per_caption()
+    t_ours, t_one = best_of(ours, 2), best_of(per_caption, 2)
+    total = blocks * llm.BLOCK
+    ratio = t_one / t_ours
+    row(f"10. --llm captions, blocks of {llm.BLOCK} vs one generate call per caption ({total} samples)",
+        f"{total / t_ours:.0f} vs {total / t_one:.0f} samples/s, {ratio:.1f}x", ">= 5x", ratio >= 5)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke test of the benchmarks)")
@@ -337,7 +378,7 @@ def main() -> None:
     models = build_tiny_models()
     fixtures = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
     q = args.quick
-    want = set(args.only or range(1, 10))
+    want = set(args.only or range(1, 11))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if 1 in want:
@@ -356,6 +397,8 @@ def main() -> None:
             bench_workers(models, work, n=16 if q else 96)
         if 9 in want:
             bench_detector(models, n=32 if q else 128, bs=16)
+        if 10 in want:
+            bench_llm(n=32 if q else 128)
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"Python {platform.python_version()}")
     table = ["| benchmark | measured | target | |", "|---|---|---|---|"] + [

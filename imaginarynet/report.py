@@ -28,7 +28,7 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 th:first-child,td:first-child{text-align:left}.short{color:#b00;font-weight:bold}
 .sheet{display:flex;flex-wrap:wrap;gap:6px}figure{margin:0;width:128px;font-size:11px}
 figure img{width:128px;height:128px;object-fit:cover;display:block}figure.rejected img{outline:3px solid #b00}
-code{white-space:pre-wrap}
+code{white-space:pre-wrap}figcaption .prompt{display:block;color:#555;overflow-wrap:anywhere}
 """
 
 
@@ -112,6 +112,17 @@ def _thumb(src: Path, dst: Path, boxes: list[dict] | None = None) -> bool:
         return False
 
 
+def applicable_options(run: dict) -> dict:
+    """The options that made this dataset (run.json's data options, which leave out what does not apply:
+    no DALL·E model for an SD run, no CLIP settings without --clip), minus unset ones, plus the class file."""
+    opts = run.get("options", {})
+    shown = {"classfile": opts.get("classfile")}
+    for k, v in sorted(run.get("data_options", opts).items()):
+        if k != "classes" and v not in (None, {}, []):
+            shown[k] = v
+    return shown
+
+
 def box_stats(meta: list[dict], labels: list[str]) -> list[dict]:
     """Per class: images, boxes per image, mean box score (written boxes), when the run had a detector."""
     rows = []
@@ -124,10 +135,11 @@ def box_stats(meta: list[dict], labels: list[str]) -> list[dict]:
     return rows
 
 
-def _figure(img: str, caption: str, title: str, rejected: bool = False) -> str:
+def _figure(img: str, caption: str, title: str, rejected: bool = False, prompt: str | None = None) -> str:
     cls = ' class="rejected"' if rejected else ""
+    shown = f"<span class='prompt'>{html.escape(prompt)}</span>" if prompt else ""
     return (f'<figure{cls}><img src="{html.escape(img)}" title="{html.escape(title)}" alt="">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            f"<figcaption>{html.escape(caption)}{shown}</figcaption></figure>")
 
 
 def write_report(root: Path) -> Path:
@@ -147,10 +159,9 @@ def write_report(root: Path) -> Path:
              f"</title><style>{_CSS}</style></head><body>",
              f"<h1>ImaginaryNet report</h1><p>{html.escape(str(root))}: {len(meta)} images kept of "
              f"{run['counts']['target']} targeted, {run['counts']['attempts']} attempts.</p>"]
-    shown = ["backend", "sd_model", "dalle_model", "steps", "guidance", "resolution", "scheduler", "template", "gpt",
-             "gpt_model", "clip", "clip_model", "clip_pretrained", "threshold", "seed", "classfile"]
-    parts.append("<h2>Options</h2><table>" + "".join(
-        f"<tr><td>{k}</td><td>{html.escape(str(opts.get(k)))}</td></tr>" for k in shown if k in opts) + "</table>")
+    parts.append("<h2>Options</h2><table id='options'>" + "".join(
+        f"<tr><td>{k}</td><td>{html.escape(str(v))}</td></tr>" for k, v in applicable_options(run).items())
+        + "</table>")
     head = ["class", "target", "kept", "attempts", "acceptance", "short", "unique prompts", "distinct-1", "distinct-2"]
     parts.append("<h2>Classes</h2><table id='classes'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>")
     for r in rows:
@@ -188,7 +199,7 @@ def write_report(root: Path) -> Path:
             thumb = f"thumbs/{m['id']}.jpg"
             if _thumb(root / m["file_name"], out / thumb, m.get("boxes")):
                 score = f" · p={m['clip']['prob']:.2f}" if m.get("clip") else ""
-                figures.append(_figure(thumb, f"{m['id']}{score}", f"{m['prompt']}{score}"))
+                figures.append(_figure(thumb, f"{m['id']}{score}", f"{m['prompt']}{score}", prompt=m["prompt"]))
         rejected_dir = paths.rejected / label
         ledger_by_k = {rec["k"]: rec for rec in by_class.get(label, [])}
         ours = [p for p in sorted(rejected_dir.glob("*.jpg")) if p.stem.isdigit()]  # a foreign file is ignored
@@ -200,7 +211,7 @@ def write_report(root: Path) -> Path:
                 score += f" · {rec['reason']}"
             if _thumb(path, out / thumb, rec.get("boxes")):
                 figures.append(_figure(thumb, f"rejected #{int(path.stem)}{score}", f"{rec.get('prompt', '')}{score}",
-                                       rejected=True))
+                                       rejected=True, prompt=rec.get("prompt")))
         parts.append("<div class='sheet'>" + "".join(figures) + "</div>")
     parts.append("</body></html>\n")
     atomic_write_text(out / "index.html", "\n".join(parts))

@@ -216,3 +216,55 @@ def test_missing_model_offline_says_which_download_to_run(tmp_path):
     res = run_cli(["--sd-model", "someone/some-model", "--num", 20, "--outputdir", tmp_path / "o"], timeout=120)
     assert res.returncode == 2
     assert "imaginarynet download --sd-model someone/some-model" in res.stderr
+
+
+def test_report_shows_only_applicable_options_and_prompts_under_images(reported):
+    """An SD run's page has no DALL·E settings and no unset option; each image's prompt is printed under it."""
+    out, _ = reported
+    text = (out / "report" / "index.html").read_text()
+
+    class Options(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.inside, self.cells, self.captions, self.in_caption = False, [], [], False
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.inside = dict(attrs).get("id") == "options"
+            self.in_caption = tag == "figcaption" or (self.in_caption and tag == "span")
+            if tag == "figcaption":
+                self.captions.append("")
+
+        def handle_endtag(self, tag):
+            if tag == "table":
+                self.inside = False
+            if tag == "figcaption":
+                self.in_caption = False
+
+        def handle_data(self, data):
+            if self.inside:
+                self.cells.append(data)
+            if self.in_caption:
+                self.captions[-1] += data
+
+    page = Options()
+    page.feed(text)
+    keys = set(page.cells[0::2])
+    assert {"sd_model", "gpt_model", "clip_model", "threshold", "template", "seed"} <= keys
+    assert not keys & {"dalle_model", "vqgan_model", "condition_scale", "scheduler", "detector", "llm"}
+    assert "None" not in page.cells[1::2]
+    for m in read_jsonl(out / "metadata.jsonl"):
+        assert any(c.startswith(m["id"]) and c.endswith(m["prompt"]) for c in page.captions), m["id"]
+
+
+def test_download_covers_the_detector_and_the_llm(tiny, tmp_path):
+    from imaginarynet.testing import build_tiny_chat_lm
+
+    chat = build_tiny_chat_lm(tmp_path / "chat")
+    res = run_cli(["download", "--sd-model", tiny["sd"], "--llm", chat, "--detector", tiny["owlv2"]], timeout=120)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert any(line.startswith("detector: ") and "nothing to download" in line for line in lines)
+    assert any(line.startswith("prompts: ") and str(chat) in line and "nothing to download" in line for line in lines)
+    res = run_cli(["download", "--sd-model", tiny["sd"], "--detector", "someone/owlv2-model"], timeout=120)
+    assert res.returncode == 2 and "someone/owlv2-model" in res.stderr

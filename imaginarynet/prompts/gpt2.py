@@ -80,8 +80,8 @@ class GPT2Expander(BlockStream):
     def _within_budget(self, text: str, prefix: str) -> str:
         """At most --gpt-max-tokens tokens when the prompt is tokenized again: a byte-level token that is
         not a whole character decodes to U+FFFD (three tokens, and noise to the text-to-image model), so
-        those go, then whole words from the end until the prompt fits."""
-        text = " ".join(text.replace("\ufffd", "").split())
+        those go, as do control characters, then whole words from the end until the prompt fits."""
+        text = " ".join("".join(ch for ch in text if ch.isprintable() or ch.isspace()).replace("\ufffd", "").split())
         while len(self.tokenizer(text).input_ids) > self.cfg.gpt_max_tokens:
             shorter = text.rsplit(" ", 1)[0]
             if shorter == text or len(shorter) <= len(prefix):
