@@ -367,6 +367,46 @@ def bench_llm(n: int) -> None:
         f"{total / t_ours:.0f} vs {total / t_one:.0f} samples/s, {ratio:.1f}x", ">= 5x", ratio >= 5)
 
 
+# ------------------------------------------------------------------ 11. dedup cost
+def bench_dedup(models, n: int, bs: int) -> None:
+    """--dedup's extra work per image (a CLIP image embedding, stored) relative to CLIP scoring."""
+    import numpy as np
+    from PIL import Image
+
+    from imaginarynet.classes import ImageClass
+    from imaginarynet.config import RunConfig
+    from imaginarynet.dedup import DedupJudge, write_embedding
+    from imaginarynet.filters import Candidate
+    from imaginarynet.filters.clip import ClipFilter
+    from imaginarynet.outdir import OutputDir
+
+    out = OutputDir(Path(tempfile.mkdtemp()))
+    cfg = RunConfig(classfile="x", classes=[ImageClass(x, x) for x in ("dog", "cat", "bird", "horse")],
+                    outputdir=out.root, clip=True, clip_pretrained=f"local-dir:{models['clip']}", device="cpu")
+    flt = ClipFilter(cfg)
+    flt.load()
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)) for _ in range(n)]
+    batches = [[Candidate(im, 0, "dog", i * bs + j, "p") for j, im in enumerate(b)]
+               for i, b in enumerate(images[k:k + bs] for k in range(0, n, bs))]
+
+    def score():
+        for b in batches:
+            flt.score(b)
+
+    def dedup():
+        judge = DedupJudge(out, 0.95)
+        for b in batches:
+            for c, v in zip(b, flt.embed(b)):
+                write_embedding(out, "dog", c.k, v)
+                judge.accept("dog", c.k)
+
+    score(), dedup()
+    t_score, t_dedup = best_of(score, 3), best_of(dedup, 3)
+    row(f"11. --dedup cost per image vs CLIP scoring ({n} images, batch {bs})",
+        f"{t_dedup / n * 1000:.2f} vs {t_score / n * 1000:.2f} ms/img, {t_dedup / t_score:.2f}x", "-", None)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke test of the benchmarks)")
@@ -378,7 +418,7 @@ def main() -> None:
     models = build_tiny_models()
     fixtures = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
     q = args.quick
-    want = set(args.only or range(1, 11))
+    want = set(args.only or range(1, 12))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if 1 in want:
@@ -399,6 +439,8 @@ def main() -> None:
             bench_detector(models, n=32 if q else 128, bs=16)
         if 10 in want:
             bench_llm(n=32 if q else 128)
+        if 11 in want:
+            bench_dedup(models, n=32 if q else 256, bs=32)
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"Python {platform.python_version()}")
     table = ["| benchmark | measured | target | |", "|---|---|---|---|"] + [

@@ -81,6 +81,8 @@ def _generate_options(f):
                      help="IoU above which class-wise NMS drops the weaker of two boxes."),
         click.option("--label-other-detections", is_flag=True, help="Also write boxes of classes other than the "
                      "prompted one as labels (always kept in metadata.jsonl)."),
+        click.option("--dedup", type=float, metavar="T", help="Reject an image whose CLIP embedding has cosine "
+                     ">= T with an earlier kept image of its class (refilled; decided in attempt order)."),
         click.option("--max-attempts", type=int, help="Attempt cap per class when images are rejected (CLIP, "
                      "safety checker) [default: 4x quota]."),
         click.option("--keep-rejected", is_flag=True, help="Also save CLIP-rejected images under OUT/rejected/."),

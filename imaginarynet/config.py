@@ -71,6 +71,7 @@ class RunConfig:
     label_other_detections: bool = False
     source: str | None = None  # `annotate`: the folder of existing images
     max_attempts: int | None = None
+    dedup: float | None = None  # reject an image this similar (CLIP cosine) to an earlier kept one
     keep_rejected: bool = False
     strict: bool = False
     # Runtime
@@ -121,6 +122,10 @@ class RunConfig:
         if not self.llm:
             for k in ("llm", "llm_instruction", "llm_max_tokens"):
                 opts.pop(k)
+        if self.dedup is None:
+            opts.pop("dedup")
+        elif not self.clip:  # the CLIP model embeds the images for --dedup
+            opts.update(clip_model=self.clip_model, clip_pretrained=self.clip_pretrained)
         return opts
 
     def fingerprint(self) -> str:
@@ -223,7 +228,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         _check_llm(cfg)
     if cfg.detector:
         _check_detector(cfg)
-    if cfg.clip:
+    if cfg.dedup is not None and not 0.0 < cfg.dedup <= 1.0:
+        raise UserError(f"--dedup must be within (0, 1] (got {cfg.dedup})")
+    if cfg.clip or cfg.dedup is not None:
         check_model_ref("--clip-pretrained", cfg.clip_pretrained)
         if cfg.clip_model.startswith(("local-dir:", "hf-hub:")) and cfg.clip_pretrained != DEFAULTS["clip_pretrained"]:
             raise UserError(f"--clip-pretrained {cfg.clip_pretrained} would be ignored: --clip-model "

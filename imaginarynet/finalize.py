@@ -10,11 +10,13 @@ from imaginarynet.outdir import OutputDir
 from imaginarynet.writers.voc import write_voc
 
 
-def assemble(cfg, out: OutputDir, ledger: Ledger) -> tuple[list[Entry], str]:
-    """Write the dataset the ledger defines; returns its entries and the check's problems ("" if none)."""
+def assemble(cfg, out: OutputDir, ledger: Ledger, skip: set | None = None) -> tuple[list[Entry], str]:
+    """Write the dataset the ledger defines, less the (label, k) in skip (--dedup's duplicates); returns
+    its entries and the check's problems ("" if none)."""
     labels = [c.label for c in cfg.classes]
     by_class = ledger.by_class()
-    entries = select(cfg.classes, cfg.quotas, by_class, cfg.label_other_detections)
+    candidates = {label: [r for r in recs if (label, r["k"]) not in (skip or ())] for label, recs in by_class.items()}
+    entries = select(cfg.classes, cfg.quotas, candidates, cfg.label_other_detections)
     write_voc(out, entries, labels)
     atomic_write_text(out.metadata, metadata_text([metadata_row(e, out.image_name(e.id)) for e in entries]))
     for cls in cfg.classes:

@@ -83,13 +83,14 @@ def summary_rows(labels: list[str], sched, by_class: dict | None = None) -> list
 
 def format_table(rows: list[dict]) -> str:
     width = max([len("class")] + [len(r["class"]) for r in rows])
-    boxes = any("no_box" in r for r in rows)
+    extra = [(key, title) for key, title in (("no_box", "no box"), ("duplicates", "dups"))
+             if any(key in r for r in rows)]  # columns of the stages that ran
     lines = [f"{'class':<{width}}  {'kept':>6} / {'target':<6} {'attempts':>8}  {'accept':>6}"
-             + ("  no box" if boxes else "")]
+             + "".join(f"  {title:>6}" for _, title in extra)]
     for r in rows:
         acc = "-" if r["acceptance"] is None else f"{r['acceptance']:.0%}"
         mark = "  SHORT" if r["kept"] < r["target"] else ""
-        no_box = f"  {r['no_box']:>6}" if boxes else ""
+        cells = "".join(f"  {r.get(key, 0):>6}" for key, _ in extra)
         lines.append(f"{r['class']:<{width}}  {r['kept']:>6} / {r['target']:<6} {r['attempts']:>8}  {acc:>6}"
-                     f"{no_box}{mark}")
+                     f"{cells}{mark}")
     return "\n".join(lines)

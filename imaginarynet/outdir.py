@@ -76,6 +76,10 @@ class OutputDir:
         except OSError:
             return False
 
+    def embedding(self, label: str, k: int) -> Path:
+        """--dedup: the CLIP image embedding of an attempt that passed the other stages."""
+        return self.state / "embeddings" / label / f"{k:06d}.npy"
+
     def rejected_path(self, label: str, k: int) -> Path:
         return self.rejected / label / f"{k:06d}.jpg"
 

@@ -114,7 +114,7 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
             i, n = parse_shard(cfg.shard)
             shard_ledger = Ledger(out.shard_ledger(i, n))
             repair(out, shard_ledger, log)
-            sched = ShardScheduler(cfg, out, i, n, shard_ledger.by_class())
+            sched = ShardScheduler(cfg, out, i, n, shard_ledger.by_class(), accept=_judge(cfg, out))
             described.update(_work(cfg, engine, executor, devices, sched, shard_ledger, timer, events,
                                    drop_previous))
             assembler = finish_shard(out, i, n, len(shard_ledger.records))
@@ -130,7 +130,7 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
             merge_shard_ledgers(out, ledger)
         repair(out, ledger, log)
         caps = [cfg.max_attempts_for(q) for q in cfg.quotas]
-        sched = AttemptScheduler(cfg.quotas, caps, labels, ledger.by_class())
+        sched = AttemptScheduler(cfg.quotas, caps, labels, ledger.by_class(), accept=_judge(cfg, out))
         events.write("start", outputdir=str(cfg.outputdir), target=target, kept=kept_total(sched))
 
         # 4. Run every attempt a sequential run would still need.
@@ -139,10 +139,13 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
 
         # 5. Write and check the dataset.
         with timer("finalize"):
-            entries, problems = assemble(cfg, out, ledger)
+            entries, problems = assemble(cfg, out, ledger, skip=sched.duplicate_keys())
 
         # 6. run.json says what was made, how, and what fell short.
         table = summary_rows(labels, sched, ledger.by_class() if cfg.detector else None)
+        if cfg.dedup is not None:
+            for row, dups in zip(table, sched.duplicates):
+                row["duplicates"] = len(dups)
         shortfalls = sched.shortfalls()
         run_record.update(
             status="complete", models=described or (previous or {}).get("models", {}), shortfalls=shortfalls,
@@ -157,6 +160,15 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
         write_report(out.root)
     return RunResult("short" if shortfalls else "complete", kept=len(entries), target=target,
                      shortfalls=shortfalls, table=table, problems=problems)
+
+
+def _judge(cfg: RunConfig, out: OutputDir):
+    """--dedup's decision for a scheduler (a fresh one each: decisions are replayed in attempt order)."""
+    if cfg.dedup is None:
+        return None
+    from imaginarynet.dedup import DedupJudge
+
+    return DedupJudge(out, cfg.dedup).accept
 
 
 def _work(cfg, engine: str, executor, devices: list[str], sched, ledger: Ledger, timer: StageTimer,

@@ -56,11 +56,16 @@ class AttemptScheduler:
 
     `owns(i, k)` restricts what this scheduler may issue (a --shard's blocks);
     attempts it does not own and that have not finished count as in flight.
+    `accept(label, k)`, asked once per passing attempt as the settled frontier
+    reaches it (so in attempt order), may still turn it down (--dedup).
     """
 
-    def __init__(self, quotas: list[int], caps: list[int], labels: list[str], by_class: dict, owns=None):
+    def __init__(self, quotas: list[int], caps: list[int], labels: list[str], by_class: dict, owns=None,
+                 accept=None):
         self.quotas, self.caps, self.labels = quotas, caps, labels
         self.owns = owns or (lambda i, k: True)
+        self.accept = accept  # accept(label, k): a last say on a passing attempt, asked in attempt order
+        self.duplicates: list[list[int]] = [[] for _ in labels]
         n = len(labels)
         self.status = [dict() for _ in range(n)]  # k -> accepted, for finished attempts
         self.inflight = [set() for _ in range(n)]
@@ -86,7 +91,11 @@ class AttemptScheduler:
             self.status[i].setdefault(k, rec["status"] == "kept")  # a repeated attempt keeps its first record
             st = self.status[i]
             while self.settled[i] in st:
-                self.settled_kept[i] += st[self.settled[i]]
+                j = self.settled[i]
+                if st[j] and self.accept is not None and not self.accept(self.labels[i], j):
+                    st[j] = False  # --dedup: too close to an earlier kept image of the class
+                    self.duplicates[i].append(j)
+                self.settled_kept[i] += st[j]
                 self.settled[i] += 1
 
     def wanted(self, i: int, limit: int) -> list[int]:
@@ -114,6 +123,9 @@ class AttemptScheduler:
             if len(batch) == size:
                 break
         return batch
+
+    def duplicate_keys(self) -> set[tuple[str, int]]:
+        return {(self.labels[i], k) for i, ks in enumerate(self.duplicates) for k in ks}
 
     def done(self) -> bool:
         return all(not self.inflight[i] and not self.wanted(i, 1) for i in range(len(self.labels)))

@@ -112,6 +112,35 @@ def _thumb(src: Path, dst: Path, boxes: list[dict] | None = None) -> bool:
         return False
 
 
+def embedding_stats(paths: OutputDir, meta: list[dict], label: str) -> tuple[float | None, float | None]:
+    """(mean, 5th percentile) pairwise cosine of a class's kept images, from --dedup's stored embeddings."""
+    import numpy as np
+
+    files = [paths.embedding(label, m["attempt"]) for m in meta if m["class"] == label]
+    if len(files) < 2 or not all(f.exists() for f in files):
+        return None, None
+    vectors = np.stack([np.load(f) for f in files])
+    sims = (vectors @ vectors.T)[np.triu_indices(len(files), 1)]
+    return round(float(sims.mean()), 4), round(float(np.percentile(sims, 5)), 4)
+
+
+def _diversity_section(rows: list[dict], run: dict, paths: OutputDir, meta: list[dict]) -> str:
+    """Per class: unique prompts (share), distinct-1/2, duplicates removed, pairwise image similarity."""
+    dups = {r["class"]: r.get("duplicates") for r in run.get("per_class", [])}
+    head = ["class", "unique prompts", "distinct-1", "distinct-2", "duplicates removed",
+            "mean image cosine", "5th pct image cosine"]
+    out = ["<h2>Diversity</h2><table id='diversity'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for r in rows:
+        share = f"{r['unique_prompts'] / r['attempts']:.0%}" if r["attempts"] else "-"
+        mean, p5 = embedding_stats(paths, meta, r["class"])
+        cells = [r["class"], f"{r['unique_prompts']} ({share})", r["distinct_1"], r["distinct_2"],
+                 "-" if dups.get(r["class"]) is None else dups[r["class"]], "-" if mean is None else mean,
+                 "-" if p5 is None else p5]
+        out.append(f"<tr data-diversity='{html.escape(r['class'])}'>"
+                   + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    return "".join(out) + "</table>"
+
+
 def applicable_options(run: dict) -> dict:
     """The options that made this dataset (run.json's data options, which leave out what does not apply:
     no DALL·E model for an SD run, no CLIP settings without --clip), minus unset ones, plus the class file."""
@@ -159,6 +188,7 @@ def write_report(root: Path) -> Path:
              f"</title><style>{_CSS}</style></head><body>",
              f"<h1>ImaginaryNet report</h1><p>{html.escape(str(root))}: {len(meta)} images kept of "
              f"{run['counts']['target']} targeted, {run['counts']['attempts']} attempts.</p>"]
+    parts.append(_diversity_section(rows, run, paths, meta))
     parts.append("<h2>Options</h2><table id='options'>" + "".join(
         f"<tr><td>{k}</td><td>{html.escape(str(v))}</td></tr>" for k, v in applicable_options(run).items())
         + "</table>")

@@ -45,13 +45,15 @@ class StageSet:
         self.backend = create_backend(cfg)
         self.filter = create_filter(cfg)
         self.detector = create_detector(cfg)
+        self.embedder = None  # --dedup: CLIP image embeddings (the filter's model when --clip is on)
+        if cfg.dedup is not None:
+            self.embedder = self.filter if cfg.clip else create_filter(replace(cfg, clip=True))
 
     def load(self) -> None:
         self.prompts.load()
         self.backend.load()
-        for stage in (self.filter, self.detector):
-            if stage is not None:
-                stage.load()
+        for stage in {id(s): s for s in (self.filter, self.detector, self.embedder) if s is not None}.values():
+            stage.load()
 
     def describe(self) -> dict:
         info = {"generator": self.backend.describe(), "prompts": self.prompts.describe()}
@@ -161,10 +163,26 @@ class UnitWorker:
         return self.describe(), self.load_seconds
 
     def generate(self, unit: Unit) -> tuple[list[Attempt], Writes, dict]:
-        """Records, images to stage and seconds per stage; writes nothing."""
+        """Records, images to stage and seconds per stage. Writes nothing, except --dedup's embeddings:
+        the scheduler reads them as soon as it records the unit, before the images are staged."""
         timer = StageTimer()
         records, writes = run_batch(self.cfg, self.stages, [tuple(x) for x in unit], timer, self.out)
+        if self.stages.embedder is not None:
+            with timer("dedup"):
+                self._embed(records, writes)
         return records, writes, timer.seconds
+
+    def _embed(self, records: list[Attempt], writes: Writes) -> None:
+        from imaginarynet.dedup import write_embedding
+
+        image_of = {path: image for path, image in writes}
+        passed = [r for r in records if r["status"] == "kept"]
+        if not passed:
+            return
+        candidates = [Candidate(image_of[self.out.staged(r["file"])], 0, r["class"], r["k"], r["prompt"])
+                      for r in passed]
+        for rec, vector in zip(passed, self.stages.embedder.embed(candidates)):
+            write_embedding(self.out, rec["class"], rec["k"], vector)
 
     @staticmethod
     def stage_one(path: Path, image) -> None:

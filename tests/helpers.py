@@ -65,10 +65,10 @@ def _ledger_lines(out: Path) -> int:
     return len(ledger.read_bytes().splitlines()) if ledger.exists() else 0
 
 
-def kill_midway(args: list, out: Path, min_lines: int, timeout: float = 120) -> None:
+def kill_midway(args: list, out: Path, min_lines: int, timeout: float = 120, env: dict | None = None) -> None:
     """Start the CLI, SIGKILL it once the ledger has at least `min_lines` attempts."""
     proc = subprocess.Popen([sys.executable, "-m", "imaginarynet", *map(str, args)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + timeout
     try:
         while _ledger_lines(out) < min_lines:

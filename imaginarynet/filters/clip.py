@@ -64,6 +64,14 @@ class ClipFilter:
         self.text_encodes += 1
         return feats / feats.norm(dim=-1, keepdim=True)
 
+    def embed(self, candidates: list[Candidate]) -> np.ndarray:
+        """(len(candidates), D) unit-length CLIP image embeddings (for --dedup)."""
+        torch = self._torch
+        batch = torch.stack([self.preprocess(c.image) for c in candidates]).to(self.device)
+        with torch.inference_mode():
+            feats = self.model.encode_image(batch).float()
+        return (feats / feats.norm(dim=-1, keepdim=True)).cpu().numpy()
+
     def cosines(self, candidates: list[Candidate]) -> np.ndarray:
         """(len(candidates), n_classes) cosine similarities of image and class texts."""
         torch = self._torch
