@@ -13,6 +13,7 @@ import importlib
 from typing import Protocol
 
 from imaginarynet.detectors.registry import DETECTORS, detector_family
+from imaginarynet.errors import UserError, require
 from imaginarynet.filters import Candidate
 
 
@@ -38,3 +39,32 @@ def create_detector(cfg) -> Detector | None:
 def own_class_hit(boxes: list[dict], label: str) -> bool:
     """The keep rule: at least one box of the image's own class (every box already cleared the threshold)."""
     return any(b["label"] == label for b in boxes)
+
+
+def load_zero_shot(cfg):
+    """(torch, processor, model on its device, device) for --detector, through transformers' Auto classes."""
+    torch = require("torch", "detect", "--detector")
+    transformers = require("transformers", "detect", "--detector")
+    require("torchvision", "detect", "--detector")
+    from imaginarynet.runtime import quiet_libraries, resolve_device
+
+    quiet_libraries()
+    device = "cpu" if cfg.cpu else resolve_device(cfg.device)
+    try:
+        processor = transformers.AutoProcessor.from_pretrained(cfg.detector)
+        model = transformers.AutoModelForZeroShotObjectDetection.from_pretrained(cfg.detector)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load detector {cfg.detector!r}: {str(exc).splitlines()[0]}; for a machine "
+                        f"without internet: imaginarynet download --detector {cfg.detector}") from exc
+    return torch, processor, model.to(device).eval(), device
+
+
+def box_record(label: str, score: float, box, width: int, height: int, query: str) -> dict | None:
+    """A box clipped to the image, as the ledger stores it; None if nothing of it is inside."""
+    x1, y1, x2, y2 = box
+    x1, x2 = (min(max(v, 0.0), width) for v in (x1, x2))
+    y1, y2 = (min(max(v, 0.0), height) for v in (y1, y2))
+    if x2 - x1 <= 0 or y2 - y1 <= 0:
+        return None
+    return {"label": label, "score": round(float(score), 6),
+            "box": [round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2)], "query": query}

@@ -12,7 +12,8 @@ pad to a square); then class-wise NMS and clipping, as for every detector.
 """
 from __future__ import annotations
 
-from imaginarynet.errors import UserError, require
+from imaginarynet.detectors import box_record
+from imaginarynet.errors import UserError
 from imaginarynet.filters import Candidate
 
 DEFAULT_BOX_THRESHOLD = 0.35  # the Grounding DINO authors' demo value
@@ -61,22 +62,9 @@ class GroundingDinoDetector:
         self.device = None
 
     def load(self) -> None:
-        torch = require("torch", "detect", "--detector")
-        transformers = require("transformers", "detect", "--detector")
-        require("torchvision", "detect", "--detector")
-        from imaginarynet.runtime import quiet_libraries, resolve_device
+        from imaginarynet.detectors import load_zero_shot
 
-        quiet_libraries()
-        self._torch = torch
-        self.device = "cpu" if self.cfg.cpu else resolve_device(self.cfg.device)
-        try:
-            self.processor = transformers.AutoProcessor.from_pretrained(self.cfg.detector)
-            model = transformers.AutoModelForZeroShotObjectDetection.from_pretrained(self.cfg.detector)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"cannot load detector {self.cfg.detector!r}: {str(exc).splitlines()[0]}; "
-                            f"for a machine without internet: imaginarynet download --detector {self.cfg.detector}"
-                            ) from exc
-        self.model = model.to(self.device).eval()
+        self._torch, self.processor, self.model, self.device = load_zero_shot(self.cfg)
         tokenizer = self.processor.tokenizer
         ids = tokenizer(self.text)["input_ids"]
         separator = tokenizer.convert_tokens_to_ids(SEPARATOR)
@@ -110,18 +98,9 @@ class GroundingDinoDetector:
             classes = torch.tensor([class_of_box(token_scores[b, q], self.spans)[0] for q in picked],
                                    dtype=torch.long)
             keep = batched_nms(boxes, scores, classes, self.cfg.nms_iou) if len(picked) else []
-            width, height = im.size
-            out = []
-            for i in (keep.tolist() if len(picked) else []):
-                x1, y1, x2, y2 = boxes[i].tolist()
-                x1, x2 = (min(max(v, 0.0), width) for v in (x1, x2))
-                y1, y2 = (min(max(v, 0.0), height) for v in (y1, y2))
-                if x2 - x1 > 0 and y2 - y1 > 0:
-                    c = int(classes[i])
-                    out.append({"label": self.labels[c], "score": round(float(scores[i]), 6),
-                                "box": [round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2)],
-                                "query": self.names[c]})
-            found.append(out)
+            records = (box_record(self.labels[c], scores[i], boxes[i].tolist(), *im.size, self.names[c])
+                       for i, c in ((i, int(classes[i])) for i in (keep.tolist() if len(picked) else [])))
+            found.append([r for r in records if r is not None])
         return found
 
     def describe(self) -> dict:

@@ -8,7 +8,7 @@ before resizing, so its boxes are scaled by the padded side, max(width, height),
 """
 from __future__ import annotations
 
-from imaginarynet.errors import UserError, require
+from imaginarynet.detectors import box_record
 from imaginarynet.filters import Candidate
 
 QUERY = "a photo of a {name}"
@@ -24,22 +24,9 @@ class OwlDetector:
         self.device = None
 
     def load(self) -> None:
-        torch = require("torch", "detect", "--detector")
-        transformers = require("transformers", "detect", "--detector")
-        require("torchvision", "detect", "--detector")
-        from imaginarynet.runtime import quiet_libraries, resolve_device
+        from imaginarynet.detectors import load_zero_shot
 
-        quiet_libraries()
-        self._torch = torch
-        self.device = "cpu" if self.cfg.cpu else resolve_device(self.cfg.device)
-        try:
-            self.processor = transformers.AutoProcessor.from_pretrained(self.cfg.detector)
-            model = transformers.AutoModelForZeroShotObjectDetection.from_pretrained(self.cfg.detector)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"cannot load detector {self.cfg.detector!r}: {str(exc).splitlines()[0]}; "
-                            f"for a machine without internet: imaginarynet download --detector {self.cfg.detector}"
-                            ) from exc
-        self.model = model.to(self.device).eval()
+        self._torch, self.processor, self.model, self.device = load_zero_shot(self.cfg)
         self.query_embeds = self._encode_queries()
 
     def _encode_queries(self):
@@ -105,19 +92,9 @@ class OwlDetector:
             boxes, scores, labels = (res[k].detach().float().cpu() for k in ("boxes", "scores", "labels"))
             labels = labels.long()
             keep = batched_nms(boxes, scores, labels, self.cfg.nms_iou)  # sorted by score, highest first
-            width, height = im.size
-            out = []
-            for i in keep.tolist():
-                x1, y1, x2, y2 = boxes[i].tolist()
-                x1, x2 = (min(max(v, 0.0), width) for v in (x1, x2))
-                y1, y2 = (min(max(v, 0.0), height) for v in (y1, y2))
-                if x2 - x1 <= 0 or y2 - y1 <= 0:
-                    continue  # nothing of it inside the image
-                q = int(labels[i])
-                out.append({"label": self.labels[q], "score": round(float(scores[i]), 6),
-                            "box": [round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2)],
-                            "query": self.queries[q]})
-            found.append(out)
+            records = (box_record(self.labels[q], scores[i], boxes[i].tolist(), *im.size, self.queries[q])
+                       for i, q in ((i, int(labels[i])) for i in keep.tolist()))
+            found.append([r for r in records if r is not None])
         return found
 
     def describe(self) -> dict:
