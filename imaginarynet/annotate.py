@@ -10,21 +10,18 @@ file is listed and skipped.
 """
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 
-from imaginarynet.dataset import Entry, metadata_row, metadata_text
-from imaginarynet.detectors import create_detector
+from imaginarynet.dataset import Entry, boxes_to_write
+from imaginarynet.detectors import create_detector, own_class_hit
 from imaginarynet.errors import UserError
 from imaginarynet.filters import Candidate, create_filter
-from imaginarynet.finalize import repair
-from imaginarynet.fsutil import atomic_write_bytes, atomic_write_text, fsync_dir, remove_temporaries
+from imaginarynet.finalize import repair, start_record, write_dataset
+from imaginarynet.fsutil import remove_temporaries
 from imaginarynet.ledger import Ledger, new_attempt
 from imaginarynet.outdir import OutputDir
-from imaginarynet.runtime import package_versions
-from imaginarynet.work import encode_jpeg
+from imaginarynet.work import stage_images
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
@@ -68,9 +65,7 @@ def run_annotate(cfg, log=print) -> dict:
                     "already_done": True}
         remove_temporaries(out.root)
         started = time.time()
-        run_record = {"status": "running", "fingerprint": cfg.fingerprint(), "options": cfg.to_json(),
-                      "data_options": json.loads(json.dumps(cfg.data_options(), default=str)),
-                      "versions": package_versions(), "command": sys.argv}
+        run_record = start_record(cfg)
         out.write_run(run_record)
         ledger = Ledger(out.ledger)
         repair(out, ledger, log)
@@ -81,13 +76,8 @@ def run_annotate(cfg, log=print) -> dict:
             described = _annotate(cfg, out, ledger, files, todo)
         records = sorted(ledger.records, key=lambda r: r["k"])
         entries = _entries(cfg, records)
-        from imaginarynet.check import check_voc, format_problems
-        from imaginarynet.writers.voc import write_voc
-
         labels = [c.label for c in cfg.classes]
-        write_voc(out, entries, labels)
-        atomic_write_text(out.metadata, metadata_text([metadata_row(e, out.image_name(e.id)) for e in entries]))
-        problems = format_problems(check_voc(out.root, labels), out.root)
+        problems = write_dataset(out, entries, labels)
         table = _table(labels, records)
         unreadable = [r["source"] for r in records if r["status"] == "unreadable"]
         run_record.update(status="complete", models=described or (previous or {}).get("models", {}),
@@ -133,10 +123,7 @@ def _annotate(cfg, out: OutputDir, ledger: Ledger, files: list[Path], todo: list
             records.append(dict(rec, source=name))
             if file:
                 writes.append((out.staged(file), images[k]))
-        for path, image in writes:
-            atomic_write_bytes(path, encode_jpeg(image))
-        for folder in sorted({p.parent for p, _ in writes}):
-            fsync_dir(folder)
+        stage_images(writes)
         ledger.append_batch(records)
         bar.update(len(batch))
     bar.close()
@@ -158,7 +145,7 @@ def _decide(verdict: dict | None, boxes: list[dict] | None, detecting: bool) -> 
         if not boxes:
             return "", "rejected", "no box"
         label = max(boxes, key=lambda b: b["score"])["label"]
-    if detecting and not any(b["label"] == label for b in boxes or []):
+    if detecting and not own_class_hit(boxes or [], label):
         return label, "rejected", "no box"
     return label, "kept", None
 
@@ -170,11 +157,9 @@ def _entries(cfg, records: list[dict]) -> list[Entry]:
         if rec["status"] != "kept":
             continue
         boxes = rec.get("boxes")
-        written = None if boxes is None else tuple(b for b in boxes if cfg.label_other_detections
-                                                   or b["label"] == rec["class"])
         entries.append(Entry(id=f"{len(entries) + 1:06d}", label=rec["class"], name=names[rec["class"]], k=rec["k"],
                              prompt=None, seed=None, width=rec["width"], height=rec["height"], staged=rec["file"],
-                             score=rec.get("score"), boxes=written,
+                             score=rec.get("score"), boxes=boxes_to_write(rec, cfg.label_other_detections),
                              detections=None if boxes is None else tuple(boxes), source=rec["source"]))
     return entries
 

@@ -2,11 +2,15 @@
 then the written dataset is checked the way `imaginarynet check` does."""
 from __future__ import annotations
 
+import json
+import sys
+
 from imaginarynet.check import check_voc, format_problems
 from imaginarynet.dataset import Entry, metadata_row, metadata_text, select
 from imaginarynet.fsutil import atomic_write_text
 from imaginarynet.ledger import Ledger
 from imaginarynet.outdir import OutputDir
+from imaginarynet.runtime import package_versions
 from imaginarynet.writers.voc import write_voc
 
 
@@ -17,12 +21,24 @@ def assemble(cfg, out: OutputDir, ledger: Ledger, skip: set | None = None) -> tu
     by_class = ledger.by_class()
     candidates = {label: [r for r in recs if (label, r["k"]) not in (skip or ())] for label, recs in by_class.items()}
     entries = select(cfg.classes, cfg.quotas, candidates, cfg.label_other_detections)
-    write_voc(out, entries, labels)
-    atomic_write_text(out.metadata, metadata_text([metadata_row(e, out.image_name(e.id)) for e in entries]))
     for cls in cfg.classes:
         used = "".join(r["prompt"] + "\n" for r in by_class.get(cls.label, []))
         atomic_write_text(out.prompt_list(cls.label), used)
-    return entries, format_problems(check_voc(out.root, labels), out.root)
+    return entries, write_dataset(out, entries, labels)
+
+
+def write_dataset(out: OutputDir, entries: list[Entry], labels: list[str]) -> str:
+    """VOC2007/ and metadata.jsonl for these entries, then the check's problems ("" if none)."""
+    write_voc(out, entries, labels)
+    atomic_write_text(out.metadata, metadata_text([metadata_row(e, out.image_name(e.id)) for e in entries]))
+    return format_problems(check_voc(out.root, labels), out.root)
+
+
+def start_record(cfg) -> dict:
+    """run.json of a run that has started: the options and their fingerprint, versions, the command."""
+    return {"status": "running", "fingerprint": cfg.fingerprint(), "options": cfg.to_json(),
+            "data_options": json.loads(json.dumps(cfg.data_options(), default=str)),
+            "versions": package_versions(), "command": sys.argv}
 
 
 def repair(out: OutputDir, ledger: Ledger, log) -> None:

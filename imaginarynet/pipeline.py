@@ -5,10 +5,8 @@ workers load them); what runs where is the executors' business, what a unit does
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -17,13 +15,13 @@ from typing import Literal
 from imaginarynet import executors
 from imaginarynet.config import RunConfig
 from imaginarynet.executors.shards import ShardScheduler, finish_shard, merge_shard_ledgers
-from imaginarynet.finalize import assemble, repair
+from imaginarynet.finalize import assemble, repair, start_record
 from imaginarynet.fsutil import remove_temporaries
 from imaginarynet.ledger import Ledger
 from imaginarynet.monitor import EventLog, Progress, kept_total, summary_rows
 from imaginarynet.outdir import OutputDir
 from imaginarynet.plan import AttemptScheduler, parse_shard
-from imaginarynet.runtime import package_versions, worker_devices
+from imaginarynet.runtime import worker_devices
 from imaginarynet.work import StageTimer
 
 Outcome = Literal["complete", "short", "already_done", "shard_finished"]
@@ -98,11 +96,7 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
         for old in out.leftovers():
             shutil.rmtree(old, ignore_errors=True)
     started = time.time()
-    run_record = {
-        "status": "running", "fingerprint": cfg.fingerprint(), "options": cfg.to_json(),
-        "data_options": json.loads(json.dumps(cfg.data_options(), default=str)),
-        "versions": package_versions(), "command": sys.argv,
-    }
+    run_record = start_record(cfg)
     out.write_run(run_record)
     timer = StageTimer((previous or {}).get("timings"))
     devices = worker_devices(cfg)

@@ -36,6 +36,23 @@ def encode_jpeg(image) -> bytes:
     return buf.getvalue()
 
 
+def stage_image(path: Path, image) -> None:
+    atomic_write_bytes(path, encode_jpeg(image))
+
+
+def sync_folders(writes: Writes) -> None:
+    """Make the staged names durable before the ledger batch that names them is appended."""
+    for folder in sorted({path.parent for path, _ in writes}):
+        fsync_dir(folder)
+
+
+def stage_images(writes: Writes) -> None:
+    """Encode, write and make durable a unit's images: afterwards its ledger batch may name them."""
+    for path, image in writes:
+        stage_image(path, image)
+    sync_folders(writes)
+
+
 class StageSet:
     """The models of one worker, built from the options; `load` loads them all."""
 
@@ -184,22 +201,10 @@ class UnitWorker:
         for rec, vector in zip(passed, self.stages.embedder.embed(candidates)):
             write_embedding(self.out, rec["class"], rec["k"], vector)
 
-    @staticmethod
-    def stage_one(path: Path, image) -> None:
-        atomic_write_bytes(path, encode_jpeg(image))
-
-    @staticmethod
-    def sync(writes: Writes) -> None:
-        """Make the staged names durable before the ledger batch that names them is appended."""
-        for folder in sorted({path.parent for path, _ in writes}):
-            fsync_dir(folder)
-
     def stage(self, writes: Writes) -> float:
         """Encode and write the unit's images (before any ledger names them); returns seconds taken."""
         start = time.perf_counter()
-        for path, image in writes:
-            self.stage_one(path, image)
-        self.sync(writes)
+        stage_images(writes)
         return time.perf_counter() - start
 
     def run(self, unit: Unit) -> tuple[list[Attempt], dict]:

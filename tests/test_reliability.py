@@ -47,8 +47,8 @@ def assert_same_up_to_float_noise(got: dict[str, bytes], want: dict[str, bytes])
             assert got[name] == want[name], name
 
 
-def ledger_lines(out: Path) -> int:
-    path = out / ".state" / "ledger.jsonl"
+def ledger_lines(out: Path, ledger: str = "ledger.jsonl") -> int:
+    path = out / ".state" / ledger
     return len(path.read_bytes().splitlines()) if path.exists() else 0
 
 
@@ -57,9 +57,9 @@ def start(args: list) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_lines(proc, out: Path, n: int, timeout: float = 120) -> None:
+def wait_for_lines(proc, out: Path, n: int, timeout: float = 120, ledger: str = "ledger.jsonl") -> None:
     deadline = time.time() + timeout
-    while ledger_lines(out) < n:
+    while ledger_lines(out, ledger) < n:
         assert proc.poll() is None, f"the run ended before {n} attempts: {proc.communicate()[1]}"
         assert time.time() < deadline
         time.sleep(0.01)
@@ -128,11 +128,7 @@ def test_kill_9_of_a_shard_in_its_slice_then_both_slices(base):
     d, args, want = base
     out = d / "killed-shard"
     proc = start(args + ["--outputdir", out, "--shard", "0/2"])
-    shard_ledger = out / ".state" / "shards" / "ledger-0-of-2.jsonl"
-    deadline = time.time() + 120
-    while not (shard_ledger.exists() and len(shard_ledger.read_bytes().splitlines()) >= 4):
-        assert proc.poll() is None and time.time() < deadline
-        time.sleep(0.01)
+    wait_for_lines(proc, out, 4, ledger="shards/ledger-0-of-2.jsonl")
     proc.kill()
     proc.wait()
     for i in (0, 1):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
-from imaginarynet.work import UnitWorker
+from imaginarynet.work import UnitWorker, stage_image, sync_folders
 
 WRITE_THREADS = 4
 
@@ -29,7 +29,7 @@ class InlineExecutor:
             start = time.perf_counter()
             for f in futures:
                 f.result()  # re-raises a failed write before the ledger points at the file
-            worker.sync(writes)
+            sync_folders(writes)
             seconds["write"] = seconds.get("write", 0.0) + time.perf_counter() - start
             sink.commit(records, seconds, 0)
 
@@ -38,7 +38,7 @@ class InlineExecutor:
                 while unit := next_unit():
                     records, writes, seconds = worker.generate(unit)
                     sink.record(records)
-                    futures = [pool.submit(worker.stage_one, path, image) for path, image in writes]
+                    futures = [pool.submit(stage_image, path, image) for path, image in writes]
                     if pending:
                         previous, pending = pending, None
                         finish(*previous)
