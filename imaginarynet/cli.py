@@ -54,8 +54,15 @@ def _generate_options(f):
                      "(see `imaginarynet backends`) or module:Class."),
         click.option("--backend-option", "backend_option", multiple=True, metavar="KEY=VALUE",
                      help="Option for the backend (repeatable); values are JSON or plain strings."),
-        click.option("--template", default=D["template"], show_default=True,
-                     help="Prompt template; {name} is the class display name."),
+        click.option("--template", help="Prompt template; {name} is the class display name, {names} the "
+                     "English list of every prompted class with articles ('a dog, a cat and an apple') "
+                     "[default: 'A photo of a {name}.'; 'A photo of {names}.' with --objects-per-image above 1]."),
+        click.option("--objects-per-image", default=D["objects_per_image"], show_default=True, metavar="N|MIN-MAX",
+                     help="Classes prompted per image: the image's own (primary) class plus extra classes drawn "
+                     "per attempt from the seed; every prompted class must pass --clip / --detector and "
+                     "becomes a label."),
+        click.option("--cooccurrence", "cooccurrence_file", metavar="FILE", help="JSON {label: {label: weight}} "
+                     "biasing which classes share an image: missing pairs weigh 1, 0 forbids a pair."),
         click.option("--gpt", is_flag=True, help="Expand prompts with GPT-2."),
         click.option("--gpt-model", default=D["gpt_model"], show_default=True, help="GPT-2 hub id or local folder."),
         click.option("--gpt-max-tokens", type=int, default=D["gpt_max_tokens"], show_default=True,
@@ -184,7 +191,7 @@ def build_config(opts: dict):
 @_generate_options
 def generate(**opts):
     """Generate a dataset: prompts → text-to-image → (CLIP filter) → Pascal VOC."""
-    from imaginarynet.monitor import format_table
+    from imaginarynet.monitor import format_pairs, format_table
     from imaginarynet.outdir import OutputDir
     from imaginarynet.pipeline import run
 
@@ -202,6 +209,8 @@ def generate(**opts):
     if result.outcome != "already_done":
         if not cfg.quiet:
             click.echo(format_table(result.table), err=True)
+            if result.cooccurrence is not None:
+                click.echo(format_pairs(result.cooccurrence), err=True)
         click.echo(f"{result.kept}/{result.target} images in {OutputDir(cfg.outputdir).voc}", err=True)
     for s in result.shortfalls:
         click.echo(f"warning: class {s['class']} is short of its quota: {s['kept']}/{s['target']} kept "
@@ -295,7 +304,7 @@ def demo(outputdir, num, overwrite, quiet):
 def finalize(outputdir, device, quiet):
     """Assemble a dataset from --shard runs (the last shard does this by itself)."""
     from imaginarynet.config import config_from_run
-    from imaginarynet.monitor import format_table
+    from imaginarynet.monitor import format_pairs, format_table
     from imaginarynet.outdir import OutputDir
     from imaginarynet.pipeline import run
 
@@ -309,6 +318,8 @@ def finalize(outputdir, device, quiet):
         result = run(cfg, log=lambda m: click.echo(m, err=True))
     if not quiet and result.table:
         click.echo(format_table(result.table), err=True)
+        if result.cooccurrence is not None:
+            click.echo(format_pairs(result.cooccurrence), err=True)
     click.echo(f"{result.kept}/{result.target} images in {out.voc}", err=True)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from imaginarynet.classes import ImageClass
 from imaginarynet.errors import UserError
+from imaginarynet.scenes import SCENE_TEMPLATE, SINGLE_TEMPLATE, load_cooccurrence, objects_spec, parse_objects
 
 # Choice lists: the CLI offers exactly these, the stages accept exactly these.
 SCHEDULERS = ("pndm", "ddim", "dpm++", "euler", "euler-a")
@@ -22,7 +23,8 @@ ENGINES = ("local", "ray")
 # Options that never change what ends up in the dataset.
 RUNTIME_OPTIONS = {"outputdir", "batch_size", "device", "cpu", "overwrite", "quiet", "strict",
                    "keep_rejected", "classfile", "log_json", "report", "dry_run", "compile", "cpu_offload",
-                   "tf32", "workers", "devices", "engine", "ray_address", "shard", "finalize"}
+                   "tf32", "workers", "devices", "engine", "ray_address", "shard", "finalize",
+                   "cooccurrence_file"}
 
 
 @dataclass
@@ -35,7 +37,11 @@ class RunConfig:
     seed: int = 0
     backend: str = "stablediffusion"
     backend_options: dict = field(default_factory=dict)
-    template: str = "A photo of a {name}."
+    template: str | None = SINGLE_TEMPLATE  # None (the CLI's default): scenes.SCENE_TEMPLATE with several objects
+    # Scenes: several classes per image (scenes.py)
+    objects_per_image: str = "1"  # "N" or "MIN-MAX"
+    cooccurrence: dict | None = None  # the --cooccurrence file's pair weights, read by validate()
+    cooccurrence_file: str | None = None
     # Stable Diffusion
     sd_model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     steps: int | None = None  # None: the model family's default (sd_families.py)
@@ -122,11 +128,24 @@ class RunConfig:
         if not self.llm:
             for k in ("llm", "llm_instruction", "llm_max_tokens"):
                 opts.pop(k)
+        if self.object_range == (1, 1):  # one object per image: the options (and fingerprint) of before
+            opts.pop("objects_per_image")
+        if self.cooccurrence is None:
+            opts.pop("cooccurrence")
         if self.dedup is None:
             opts.pop("dedup")
         elif not self.clip:  # the CLIP model embeds the images for --dedup
             opts.update(clip_model=self.clip_model, clip_pretrained=self.clip_pretrained)
         return opts
+
+    @property
+    def object_range(self) -> tuple[int, int]:
+        return parse_objects(self.objects_per_image)
+
+    @property
+    def scenes(self) -> bool:
+        """Whether attempts may prompt several classes (their records then list them)."""
+        return self.object_range[1] > 1
 
     def fingerprint(self) -> str:
         blob = json.dumps(self.data_options(), sort_keys=True, default=str)
@@ -206,6 +225,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UserError(f"--max-attempts must be at least 1 (got {cfg.max_attempts})")
     if cfg.gpt_max_tokens < 1:
         raise UserError(f"--gpt-max-tokens must be at least 1 (got {cfg.gpt_max_tokens})")
+    _check_scenes(cfg)
     _check_template(cfg.template)
     _check_sampling(cfg)
     if cfg.overwrite and cfg.shard:
@@ -241,19 +261,40 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def _check_scenes(cfg: RunConfig) -> None:
+    """--objects-per-image, --cooccurrence and the template they imply."""
+    from imaginarynet.scenes import check_partners
+
+    lo, hi = parse_objects(cfg.objects_per_image)
+    cfg.objects_per_image = objects_spec(lo, hi)
+    n = len(cfg.classes)
+    if hi > n:
+        raise UserError(f"--objects-per-image {cfg.objects_per_image} is more objects than the {n} classes "
+                        "in the class file (a scene never repeats a class)")
+    if cfg.cooccurrence_file is not None:
+        if hi < 2:
+            raise UserError("--cooccurrence needs --objects-per-image above 1 (it weighs the extra classes)")
+        cfg.cooccurrence = load_cooccurrence(cfg.cooccurrence_file, [c.label for c in cfg.classes])
+    check_partners([c.label for c in cfg.classes], cfg.cooccurrence, lo, hi)
+    if cfg.template is None:
+        cfg.template = SCENE_TEMPLATE if hi > 1 else SINGLE_TEMPLATE
+
+
 def _check_template(template: str, option: str = "--template") -> None:
-    """Only plain {name} fields: no attributes, indexes, conversions, format specs or positional fields."""
+    """Only plain {name} / {names} fields: no attributes, indexes, conversions, format specs or positional
+    fields."""
     import string
 
-    bad = UserError(f"{option} may only contain {{name}} fields (and {{{{ }}}} for braces): {template!r}")
+    bad = UserError(f"{option} may only contain {{name}} or {{names}} fields (and {{{{ }}}} for braces): "
+                    f"{template!r}")
     try:
         fields_ = [(f, conv, spec) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
     except ValueError:
         raise bad from None
-    if any(f != "name" or conv or spec for f, conv, spec in fields_):
+    if any(f not in ("name", "names") or conv or spec for f, conv, spec in fields_):
         raise bad
     if not fields_:
-        raise UserError(f"{option} must contain {{name}}: {template!r}")
+        raise UserError(f"{option} must contain {{name}} or {{names}}: {template!r}")
 
 
 def _check_sampling(cfg: RunConfig) -> None:

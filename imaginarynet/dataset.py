@@ -27,13 +27,43 @@ class Entry:
     boxes: tuple | None = None  # with --detector: the boxes to write (own class, or all classes)
     detections: tuple | None = None  # with --detector: every box found
     source: str | None = None  # `annotate`: the file the image came from
+    labels: tuple | None = None  # a scene's prompted classes, the primary first (None: one object per image)
 
 
 def boxes_to_write(rec: dict, label_other: bool) -> tuple | None:
-    """A kept attempt's label boxes: its own class's, or every class's with --label-other-detections."""
+    """A kept attempt's label boxes: its prompted classes', or every class's with --label-other-detections."""
     if "boxes" not in rec:
         return None
-    return tuple(b for b in rec["boxes"] if label_other or b["label"] == rec["class"])
+    prompted = set(rec.get("labels") or [rec["class"]])
+    return tuple(b for b in rec["boxes"] if label_other or b["label"] in prompted)
+
+
+def label_set(label: str, labels=None, boxes=None) -> list[str]:
+    """An image's image-level labels as written: the prompted classes (primary first), then the classes of
+    other boxes written for it, each once."""
+    return list(dict.fromkeys([label, *(labels or ()), *(b["label"] for b in boxes or ())]))
+
+
+def image_labels(e: Entry) -> list[str]:
+    return label_set(e.label, e.labels, e.boxes)
+
+
+def row_labels(row: dict) -> list[str]:
+    """The same for a metadata.jsonl row."""
+    return label_set(row["class"], row.get("labels"), row.get("boxes"))
+
+
+def label_counts(label_lists: list[list[str]], labels: list[str]) -> tuple[dict, dict]:
+    """({label: images carrying it}, {label: {other label: images carrying both}}), in class-file order."""
+    counts = {a: 0 for a in labels}
+    pairs = {a: {b: 0 for b in labels if b != a} for a in labels}
+    for present in label_lists:
+        for a in present:
+            counts[a] += 1
+            for b in present:
+                if b != a:
+                    pairs[a][b] += 1
+    return counts, pairs
 
 
 def select(classes, quotas, by_class: dict[str, list[dict]], label_other: bool = False) -> list[Entry]:
@@ -47,7 +77,8 @@ def select(classes, quotas, by_class: dict[str, list[dict]], label_other: bool =
                 id=f"{len(entries) + 1:06d}", label=cls.label, name=cls.name, k=rec["k"],
                 prompt=rec["prompt"], seed=rec["seed"], width=rec["width"], height=rec["height"],
                 staged=rec["file"], score=rec.get("score"), boxes=boxes_to_write(rec, label_other),
-                detections=tuple(rec["boxes"]) if "boxes" in rec else None))
+                detections=tuple(rec["boxes"]) if "boxes" in rec else None,
+                labels=tuple(rec["labels"]) if "labels" in rec else None))
     return entries
 
 
@@ -65,6 +96,8 @@ def metadata_row(e: Entry, file_name: str) -> dict:
         row["boxes"], row["detections"] = list(e.boxes), list(e.detections)
     if e.source is not None:
         row["source"] = e.source
+    if e.labels is not None:  # scenes only: single-object rows stay byte for byte what they were
+        row["labels"] = list(e.labels)
     return row
 
 

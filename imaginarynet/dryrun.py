@@ -78,6 +78,14 @@ def describe_plan(cfg) -> str:
         lines.append(f"sampling: {cfg.steps} steps, guidance {cfg.guidance}, "
                      f"scheduler {cfg.scheduler or 'model default'}"
                      + (f" (family {cfg.family.get('family')})" if cfg.family.get("family") else ""))
+    if cfg.scenes:
+        from imaginarynet.scenes import render, scene_names
+
+        first = cfg.classes[0]
+        example = render(cfg.template, scene_names(cfg, first, 0))
+        lines.append(f"scenes: {cfg.objects_per_image} objects per image"
+                     + (", weighted by --cooccurrence" if cfg.cooccurrence else "")
+                     + f"; e.g. {first.label} attempt 0: {example!r}")
     lines += ["", "models:"] + [f"  {role:<13} {ref}  [{status}]" for role, ref, status in models_of(cfg)]
     disk = total * size * size * JPEG_BYTES_PER_PIXEL
     out = OutputDir(cfg.outputdir)

@@ -26,11 +26,12 @@ _Attempt = TypedDict("_Attempt", {
 class Attempt(_Attempt, total=False):
     boxes: list[dict]  # with --detector: every box found, all classes (detectors/__init__.py)
     reason: str  # why a rejected attempt was rejected, when a stage says ("no box")
+    labels: list[str]  # with --objects-per-image above 1: every prompted class, the primary ("class") first
 
 
 def new_attempt(label: str, k: int, prompt: str, seed: int, status: str, score: dict | None = None,
                 file: str | None = None, size: tuple[int, int] | None = None, boxes: list[dict] | None = None,
-                reason: str | None = None) -> Attempt:
+                reason: str | None = None, labels: list[str] | None = None) -> Attempt:
     width, height = size if size else (None, None)
     rec: Attempt = {"class": label, "k": k, "prompt": prompt, "seed": seed, "score": score, "file": file,
                     "width": width, "height": height, "status": status}
@@ -38,6 +39,8 @@ def new_attempt(label: str, k: int, prompt: str, seed: int, status: str, score: 
         rec["boxes"] = boxes
     if reason:
         rec["reason"] = reason
+    if labels is not None:
+        rec["labels"] = labels
     return rec
 
 

@@ -83,7 +83,7 @@ def summary_rows(labels: list[str], sched, by_class: dict | None = None) -> list
 
 def format_table(rows: list[dict]) -> str:
     width = max([len("class")] + [len(r["class"]) for r in rows])
-    extra = [(key, title) for key, title in (("no_box", "no box"), ("duplicates", "dups"))
+    extra = [(key, title) for key, title in (("labeled", "labeled"), ("no_box", "no box"), ("duplicates", "dups"))
              if any(key in r for r in rows)]  # columns of the stages that ran
     lines = [f"{'class':<{width}}  {'kept':>6} / {'target':<6} {'attempts':>8}  {'accept':>6}"
              + "".join(f"  {title:>6}" for _, title in extra)]
@@ -94,3 +94,14 @@ def format_table(rows: list[dict]) -> str:
         lines.append(f"{r['class']:<{width}}  {r['kept']:>6} / {r['target']:<6} {r['attempts']:>8}  {acc:>6}"
                      f"{cells}{mark}")
     return "\n".join(lines)
+
+
+def format_pairs(pairs: dict, top: int = 10) -> str:
+    """The most frequent class pairs of a scenes dataset, one line (the full matrix: run.json, report)."""
+    counts = sorted(((n, a, b) for a, row in pairs.items() for b, n in row.items() if a < b and n),
+                    key=lambda t: (-t[0], t[1], t[2]))
+    if not counts:
+        return "co-occurrence: no image holds two labels"
+    shown = ", ".join(f"{a}+{b} {n}" for n, a, b in counts[:top])
+    more = f" (+{len(counts) - top} more pairs in run.json)" if len(counts) > top else ""
+    return f"co-occurrence: {shown}{more}"

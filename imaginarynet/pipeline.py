@@ -14,6 +14,7 @@ from typing import Literal
 
 from imaginarynet import executors
 from imaginarynet.config import RunConfig
+from imaginarynet.dataset import image_labels, label_counts
 from imaginarynet.executors.shards import ShardScheduler, finish_shard, merge_shard_ledgers
 from imaginarynet.finalize import assemble, repair, start_record
 from imaginarynet.fsutil import remove_temporaries
@@ -34,6 +35,7 @@ class RunResult:
     target: int = 0
     shortfalls: list[dict] = field(default_factory=list)  # classes that hit their attempt cap
     table: list[dict] = field(default_factory=list)  # per-class summary rows
+    cooccurrence: dict | None = None  # scenes: {label: {label: images carrying both}}
     problems: str = ""  # what `imaginarynet check` found in the written dataset
 
 
@@ -140,12 +142,18 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
         if cfg.dedup is not None:
             for row, dups in zip(table, sched.duplicates):
                 row["duplicates"] = len(dups)
+        scene_counts = {}
+        if cfg.scenes:  # images carrying each label (primary or extra), and each pair
+            labeled, pairs = label_counts([image_labels(e) for e in entries], labels)
+            for row in table:
+                row["labeled"] = labeled[row["class"]]
+            scene_counts = {"labels": labeled, "cooccurrence": pairs}
         shortfalls = sched.shortfalls()
         run_record.update(
             status="complete", models=described or (previous or {}).get("models", {}), shortfalls=shortfalls,
             counts={"kept": len(entries), "target": target, "attempts": sum(sched.attempted)},
             per_class=table, seconds=round(time.time() - started, 2), check=problems or "ok",
-            timings=timer.rounded())
+            timings=timer.rounded(), **scene_counts)
         out.write_run(run_record)
         events.write("end", kept=len(entries), target=target, shortfalls=[s["class"] for s in shortfalls])
     if cfg.report:
@@ -153,7 +161,8 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
 
         write_report(out.root)
     return RunResult("short" if shortfalls else "complete", kept=len(entries), target=target,
-                     shortfalls=shortfalls, table=table, problems=problems)
+                     shortfalls=shortfalls, table=table, problems=problems,
+                     cooccurrence=scene_counts.get("cooccurrence"))
 
 
 def _judge(cfg: RunConfig, out: OutputDir):

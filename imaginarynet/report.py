@@ -4,7 +4,8 @@ OUT/report/index.html (no external URL, works from file://) with the run's
 options, a per-class table, CLIP score histograms (matplotlib PNG, threshold
 marked), a contact sheet per class (prompt and score on hover and in the
 caption, rejected samples when --keep-rejected kept them), prompt diversity
-(unique prompts, distinct-1/2) and time per stage. Reads only files on disk.
+(unique prompts, distinct-1/2), for scenes the labels per image and a co-occurrence
+matrix, and time per stage. Reads only files on disk.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import html
 from collections import defaultdict
 from pathlib import Path
 
-from imaginarynet.dataset import read_metadata
+from imaginarynet.dataset import label_counts, read_metadata, row_labels
 from imaginarynet.fsutil import atomic_write_text
 from imaginarynet.ledger import Ledger
 from imaginarynet.outdir import OutputDir
@@ -164,6 +165,21 @@ def box_stats(meta: list[dict], labels: list[str]) -> list[dict]:
     return rows
 
 
+def _scenes_section(meta: list[dict], labels: list[str]) -> str:
+    """Scenes: images carrying each label (primary or extra) and a matrix of images carrying both of a pair."""
+    counts, pairs = label_counts([row_labels(m) for m in meta], labels)
+    sizes = [len(row_labels(m)) for m in meta]
+    per_size = {n: sizes.count(n) for n in sorted(set(sizes))}
+    out = ["<h2>Scenes</h2><p>Labels per image: " + ", ".join(f"{n}: {c} images" for n, c in per_size.items())
+           + "</p><table id='cooccurrence'><tr><th>class</th><th>images labeled</th>"
+           + "".join(f"<th>{html.escape(b)}</th>" for b in labels) + "</tr>"]
+    for a in labels:
+        cells = [str(counts[a])] + ["·" if a == b else str(pairs[a][b]) for b in labels]
+        out.append(f"<tr data-cooccurrence='{html.escape(a)}'><td>{html.escape(a)}</td>"
+                   + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return "".join(out) + "</table>"
+
+
 def _figure(img: str, caption: str, title: str, rejected: bool = False, prompt: str | None = None) -> str:
     cls = ' class="rejected"' if rejected else ""
     shown = f"<span class='prompt'>{html.escape(prompt)}</span>" if prompt else ""
@@ -210,6 +226,8 @@ def write_report(root: Path) -> Path:
             parts.append(f"<tr data-boxes='{html.escape(r['class'])}'>"
                          + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
         parts.append("</table>")
+    if any("labels" in m for m in meta):
+        parts.append(_scenes_section(meta, [row["class"] for row in rows]))
     timings = run.get("timings") or {}
     if timings:
         parts.append("<h2>Time per stage</h2><table>" + "".join(
@@ -229,6 +247,8 @@ def write_report(root: Path) -> Path:
             thumb = f"thumbs/{m['id']}.jpg"
             if _thumb(root / m["file_name"], out / thumb, m.get("boxes")):
                 score = f" · p={m['clip']['prob']:.2f}" if m.get("clip") else ""
+                if "labels" in m:
+                    score += " · " + "+".join(row_labels(m))
                 figures.append(_figure(thumb, f"{m['id']}{score}", f"{m['prompt']}{score}", prompt=m["prompt"]))
         rejected_dir = paths.rejected / label
         ledger_by_k = {rec["k"]: rec for rec in by_class.get(label, [])}

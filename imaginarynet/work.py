@@ -14,7 +14,7 @@ from pathlib import Path
 
 from imaginarynet.backends.base import Request, create_backend
 from imaginarynet.config import RunConfig
-from imaginarynet.detectors import create_detector, own_class_hit
+from imaginarynet.detectors import create_detector, every_class_hit
 from imaginarynet.errors import UserError
 from imaginarynet.filters import Candidate, create_filter
 from imaginarynet.fsutil import atomic_write_bytes, fsync_dir
@@ -23,6 +23,7 @@ from imaginarynet.outdir import OutputDir
 from imaginarynet.plan import attempt_seed
 from imaginarynet.prompts import create_prompt_source
 from imaginarynet.runtime import share_cores
+from imaginarynet.scenes import scene_of
 
 JPEG_QUALITY = 95
 
@@ -113,6 +114,7 @@ def run_batch(cfg: RunConfig, stages: StageSet, batch: Unit, timer: StageTimer,
             ks = [k for c, k in batch if c == ci]
             prompts.update(zip(((ci, k) for k in ks), stages.prompts.prompts(classes[ci], ks)))
     requests = [Request(prompts[ci, k], attempt_seed(cfg.seed, classes[ci].label, k)) for ci, k in batch]
+    scenes = [tuple(scene_of(cfg, ci, k)) if cfg.scenes else (ci,) for ci, k in batch]
     with timer("generate"):
         generated = stages.backend.generate(requests)
     if len(generated) != len(requests):
@@ -121,7 +123,8 @@ def run_batch(cfg: RunConfig, stages: StageSet, batch: Unit, timer: StageTimer,
     if stages.filter is not None:
         judged = [i for i, g in enumerate(generated) if g.image is not None]
         with timer("filter"):
-            for i, s in zip(judged, stages.filter.score(_candidates(judged, batch, generated, requests, classes))):
+            for i, s in zip(judged, stages.filter.score(_candidates(judged, batch, generated, requests, classes,
+                                                                    scenes))):
                 scores[i] = s
     boxes: list[list[dict] | None] = [None] * len(batch)
     if stages.detector is not None:  # after the filter: only images it kept are worth detecting in
@@ -129,22 +132,24 @@ def run_batch(cfg: RunConfig, stages: StageSet, batch: Unit, timer: StageTimer,
                                                                                  or scores[i]["accepted"])]
         with timer("detect"):
             for i, found in zip(looked, stages.detector.detect(_candidates(looked, batch, generated, requests,
-                                                                           classes))):
+                                                                           classes, scenes))):
                 boxes[i] = found
     records, writes = [], []
-    for (ci, k), req, gen, score, found in zip(batch, requests, generated, scores, boxes):
+    for (ci, k), req, gen, score, found, scene in zip(batch, requests, generated, scores, boxes, scenes):
         label = classes[ci].label
+        labels = [classes[j].label for j in scene] if cfg.scenes else None  # single-object records as before
         if gen.image is None:
-            records.append(new_attempt(label, k, req.prompt, req.seed, "flagged", score))
+            records.append(new_attempt(label, k, req.prompt, req.seed, "flagged", score, labels=labels))
             continue
         status, reason = "kept", None
         if score is not None and not score["accepted"]:
             status = "rejected"
-        elif stages.detector is not None and not own_class_hit(found, label):
+        elif stages.detector is not None and not every_class_hit(found, labels or [label]):
             status, reason = "rejected", "no box"
         file = out.staged_rel(label, k) if status == "kept" else None
         records.append(new_attempt(label, k, req.prompt, req.seed, status, score, file, gen.image.size,
-                                   boxes=found if stages.detector is not None else None, reason=reason))
+                                   boxes=found if stages.detector is not None else None, reason=reason,
+                                   labels=labels))
         if file:
             writes.append((out.staged(file), gen.image))
         elif cfg.keep_rejected:
@@ -152,9 +157,9 @@ def run_batch(cfg: RunConfig, stages: StageSet, batch: Unit, timer: StageTimer,
     return records, writes
 
 
-def _candidates(indices, batch, generated, requests, classes) -> list[Candidate]:
-    return [Candidate(generated[i].image, batch[i][0], classes[batch[i][0]].label, batch[i][1], requests[i].prompt)
-            for i in indices]
+def _candidates(indices, batch, generated, requests, classes, scenes) -> list[Candidate]:
+    return [Candidate(generated[i].image, batch[i][0], classes[batch[i][0]].label, batch[i][1], requests[i].prompt,
+                      scenes[i]) for i in indices]
 
 
 class UnitWorker:

@@ -24,3 +24,20 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 def tiny_sd_args(tiny) -> list[str]:
     return ["--sd-model", str(tiny["sd"]), "--steps", "2", "--resolution", "64"]
 
+
+
+@pytest.fixture(scope="session")
+def pattern(tmp_path_factory):
+    """The seed-only backend plugin `pattern_backend:Pattern` (helpers.PATTERN_MODULE), importable in this process."""
+    import sys
+
+    from helpers import PATTERN_MODULE
+
+    folder = tmp_path_factory.mktemp("plugin")
+    (folder / "pattern_backend.py").write_text(PATTERN_MODULE)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(folder))
+        import pattern_backend
+
+        yield pattern_backend
+    sys.modules.pop("pattern_backend", None)

@@ -79,3 +79,33 @@ def kill_midway(args: list, out: Path, min_lines: int, timeout: float = 120, env
     finally:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
+
+
+# A backend plugin that makes each image from its seed alone (the `pattern` fixture puts it on sys.path), so
+# a test can rebuild the exact pre-JPEG pixels a stage saw.
+PATTERN_MODULE = '''
+import numpy as np
+from PIL import Image
+from imaginarynet.backends.base import Generated
+
+
+def pattern_image(seed, size=64):
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+class Pattern:
+    name = "pattern"
+    requires = ("numpy",)
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def load(self):
+        pass
+
+    def generate(self, requests):
+        return [Generated(pattern_image(r.seed)) for r in requests]
+
+    def describe(self):
+        return {"backend": "pattern"}
+'''

@@ -8,52 +8,13 @@ product's detector saw.
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 from helpers import load_voc, read_jsonl, run_cli, run_main, write_classfile
 
-PATTERN_MODULE = '''
-import numpy as np
-from PIL import Image
-from imaginarynet.backends.base import Generated
-
-
-def pattern_image(seed, size=64):
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
-
-
-class Pattern:
-    name = "pattern"
-    requires = ("numpy",)
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-
-    def load(self):
-        pass
-
-    def generate(self, requests):
-        return [Generated(pattern_image(r.seed)) for r in requests]
-
-    def describe(self):
-        return {"backend": "pattern"}
-'''
 LABELS = ["dog", "cat"]
 THRESHOLD = 0.5
-
-
-@pytest.fixture(scope="module")
-def pattern(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("plugin")
-    (folder / "pattern_backend.py").write_text(PATTERN_MODULE)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(folder))
-        import pattern_backend
-
-        yield pattern_backend
-    sys.modules.pop("pattern_backend", None)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "imaginarynet"
 # must stay acyclic. Keys are module names relative to the package; a trailing "." is a package prefix.
 LAYERS = {
     1: ["__init__", "errors", "fsutil", "classes"],
-    2: ["config", "plan", "ledger", "dataset", "outdir", "runtime", "reader",
+    2: ["config", "plan", "scenes", "ledger", "dataset", "outdir", "runtime", "reader",
         "backends.__init__", "backends.base", "backends.sd_families", "detectors.registry"],
     3: ["prompts.", "filters.", "detectors.", "writers.", "backends.", "check", "proposals", "dedup"],
     4: ["work"],
@@ -119,7 +119,7 @@ def test_the_rules_the_architecture_names():
 
     for name in under("executors") + ["work"]:
         assert not {"pipeline", "cli"} & GRAPH[name][0], name
-    for name in ["config", "plan", "ledger", "dataset"]:
+    for name in ["config", "plan", "scenes", "ledger", "dataset"]:
         ours, external = GRAPH[name]
         assert not [t for t in ours if t.startswith("executors")], name
         assert not [t for t in ours if t.startswith("backends") and t not in ("backends.base", "backends.sd_families")]

@@ -41,6 +41,11 @@ def own_class_hit(boxes: list[dict], label: str) -> bool:
     return any(b["label"] == label for b in boxes)
 
 
+def every_class_hit(boxes: list[dict], labels: list[str]) -> bool:
+    """The keep rule of a scene: a box of every prompted class."""
+    return all(own_class_hit(boxes, label) for label in labels)
+
+
 def load_zero_shot(cfg):
     """(torch, processor, model on its device, device) for --detector, through transformers' Auto classes."""
     torch = require("torch", "detect", "--detector")

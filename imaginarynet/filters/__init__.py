@@ -24,6 +24,7 @@ class Candidate:
     label: str
     k: int
     prompt: str
+    classes: tuple[int, ...] = ()  # a scene's prompted class indices, primary first (empty: just class_index)
 
 
 class Filter(Protocol):

@@ -4,6 +4,10 @@ Decision rule of the original tool: text prompts "a photo of a {name}" for all
 classes, softmax over 100 x cosine similarity; keep iff the image's class is the
 top-1 and its probability >= threshold. Text embeddings are computed once per
 run; images are scored a batch at a time.
+
+A scene (several prompted classes) is kept iff every prompted class c passes that
+rule with the other prompted classes left out of the softmax: softmax over {c} and
+the classes not in the prompt, c top-1 with probability >= threshold.
 """
 from __future__ import annotations
 
@@ -25,6 +29,24 @@ def decide(cosines: np.ndarray, class_index: int, threshold: float, labels: list
     prob = float(probs[class_index])
     return {"prob": round(prob, 6), "top1": labels[top1], "cos": round(float(cosines[class_index]), 6),
             "accepted": top1 == class_index and prob >= threshold}
+
+
+def decide_scene(cosines: np.ndarray, prompted: list[int], threshold: float, labels: list[str]) -> dict:
+    """The scene rule: `decide` for each prompted class with the other prompted classes masked out (so one
+    prompted class is exactly `decide`). Top-level prob/top1/cos are the deciding class's: the first that
+    fails, else the least probable; "classes" holds every prompted class's verdict in prompt order."""
+    cosines = np.asarray(cosines, dtype=np.float64)
+    verdicts = []
+    for c in prompted:
+        masked = cosines.copy()
+        masked[[j for j in prompted if j != c]] = -np.inf
+        verdict = decide(masked, c, threshold, labels)
+        verdict["cos"] = round(float(cosines[c]), 6)
+        verdicts.append(dict(verdict, label=labels[c]))
+    failed = [v for v in verdicts if not v["accepted"]]
+    deciding = failed[0] if failed else min(verdicts, key=lambda v: v["prob"])
+    return {"prob": deciding["prob"], "top1": deciding["top1"], "cos": deciding["cos"], "accepted": not failed,
+            "classes": verdicts}
 
 
 def model_spec(model: str, pretrained: str) -> tuple[str, str | None]:
@@ -85,7 +107,8 @@ class ClipFilter:
         if not candidates:
             return []
         sims = self.cosines(candidates)
-        return [decide(row, c.class_index, self.cfg.threshold, self.labels) for row, c in zip(sims, candidates)]
+        return [decide_scene(row, list(c.classes), self.cfg.threshold, self.labels) if len(c.classes) > 1
+                else decide(row, c.class_index, self.cfg.threshold, self.labels) for row, c in zip(sims, candidates)]
 
     def classify(self, candidates: list[Candidate]) -> list[dict]:
         """For images of unknown class (`annotate`): the verdict for each image's top-1 class."""

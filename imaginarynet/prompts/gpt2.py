@@ -12,6 +12,7 @@ import re
 from imaginarynet.classes import ImageClass
 from imaginarynet.errors import UserError, require
 from imaginarynet.prompts.stream import BLOCK, BlockStream, block_seed
+from imaginarynet.scenes import render
 
 TOP_K = 50  # transformers' text-generation default, as the original tool used it
 _SENTENCE_END = re.compile(r"[.!?\n]")
@@ -49,23 +50,43 @@ class GPT2Expander(BlockStream):
         params = inspect.signature(self.model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
 
-    def prefix(self, cls: ImageClass) -> str:
+    def prefix(self, names: list[str]) -> str:
         # the model continues the template's sentence, so drop its final full stop
-        return self.cfg.template.format(name=cls.name).rstrip(" .")
+        return render(self.cfg.template, names).rstrip(" .")
 
     def sample_block(self, cls: ImageClass, block: int) -> list[str]:
+        seed = block_seed(self.source, self.cfg.seed, cls.label, block)
+        texts = self._continue([self.prefix([cls.name])] * BLOCK, seed)
+        return texts if texts else [render(self.cfg.template, [cls.name])]
+
+    def sample_scene_block(self, cls: ImageClass, block: int, scenes: list[list[str]]) -> list[str | None]:
+        seed = block_seed(self.source, self.cfg.seed, cls.label, block)
+        texts = self._continue([self.prefix(names) for names in scenes], seed)
+        return texts or [None] * len(scenes)  # a template longer than --gpt-max-tokens: the template itself
+
+    def _continue(self, prefixes: list[str], seed: int) -> list[str]:
+        """One sampled continuation per prefix, one forward pass per token for all of them; [] if the
+        prefixes leave no token to sample. Different prefixes are left-padded (positions and attention
+        follow the mask)."""
         torch = self._torch
-        prefix = self.prefix(cls)
-        enc = self.tokenizer([prefix] * BLOCK, return_tensors="pt")
+        same = len(set(prefixes)) == 1
+        if not same and self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "left"
+        enc = self.tokenizer(prefixes, return_tensors="pt", padding=not same)
         input_ids = enc.input_ids.to(self.device)
-        new_tokens = self.cfg.gpt_max_tokens - input_ids.shape[1]
+        mask = None if same else enc.attention_mask.to(self.device)
+        shortest = input_ids.shape[1] if same else int(enc.attention_mask.sum(dim=1).min())
+        new_tokens = self.cfg.gpt_max_tokens - shortest
         if new_tokens <= 0:
-            return [self.cfg.template.format(name=cls.name)]
-        gen = torch.Generator("cpu").manual_seed(block_seed(self.source, self.cfg.seed, cls.label, block))
+            return []
+        gen = torch.Generator("cpu").manual_seed(seed)
         past, step_ids, out = None, input_ids, []
+        position = None if same else (mask.cumsum(dim=1) - 1).clamp(min=0)
         with torch.inference_mode():
             for _ in range(new_tokens):
-                res = self.model(input_ids=step_ids, use_cache=True, **{self._cache_arg: past})
+                extra = {} if same else {"attention_mask": mask, "position_ids": position}
+                res = self.model(input_ids=step_ids, use_cache=True, **{self._cache_arg: past}, **extra)
                 past = res[self._cache_arg]
                 logits = res.logits[:, -1, :].float().cpu()
                 top = torch.topk(logits, min(TOP_K, logits.shape[-1]), dim=-1)
@@ -73,9 +94,12 @@ class GPT2Expander(BlockStream):
                 choice = torch.multinomial(probs, 1, generator=gen)
                 step_ids = top.indices.gather(1, choice).to(self.device)
                 out.append(step_ids.cpu())
+                if not same:
+                    mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)
+                    position = position[:, -1:] + 1
         tokens = torch.cat(out, dim=1).tolist()
-        return [self._within_budget(cut_continuation(prefix, self.tokenizer.decode(t, skip_special_tokens=True)),
-                                    prefix) for t in tokens]
+        return [self._within_budget(cut_continuation(p, self.tokenizer.decode(t, skip_special_tokens=True)), p)
+                for p, t in zip(prefixes, tokens)]
 
     def _within_budget(self, text: str, prefix: str) -> str:
         """At most --gpt-max-tokens tokens when the prompt is tokenized again: a byte-level token that is

@@ -14,9 +14,12 @@ import re
 from imaginarynet.classes import ImageClass
 from imaginarynet.errors import UserError, require
 from imaginarynet.prompts.stream import BLOCK, BlockStream, block_seed
+from imaginarynet.scenes import render
 
 DEFAULT_INSTRUCTION = ("Write one realistic caption for a photo of {name}. The caption must contain the words "
                        "\"{name}\". Reply with the caption only.")
+SCENE_INSTRUCTION = ("Write one realistic caption for a photo of {names}. The caption must name every one of "
+                     "them. Reply with the caption only.")
 TOP_K = 50
 MAX_CHARS = 200
 MIN_WORDS = 3
@@ -25,8 +28,9 @@ _QUOTES = "\"'“”‘’«»`"
 _SENTENCE = re.compile(r"^(.+?[.!?])(?=[\"'”’»]*(?:\s|$))")
 
 
-def clean_caption(text: str, name: str) -> str | None:
-    """The caption the model meant, or None if it is not one (too short or long, or without the name)."""
+def clean_caption(text: str, name: str | list[str]) -> str | None:
+    """The caption the model meant, or None if it is not one (too short or long, or without the name, or
+    without any one of the names of a scene)."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if not lines:
         return None
@@ -39,7 +43,8 @@ def clean_caption(text: str, name: str) -> str | None:
         return None
     if not caption.isprintable() or "\ufffd" in caption:  # garbled bytes or control characters
         return None
-    if not re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", caption.lower()):
+    names = [name] if isinstance(name, str) else name
+    if not all(re.search(rf"(?<!\w){re.escape(n.lower())}(?!\w)", caption.lower()) for n in names):
         return None
     return caption[0].upper() + caption[1:]
 
@@ -69,25 +74,41 @@ class LLMPrompts(BlockStream):
             raise UserError(f"--llm {self.cfg.llm} has no chat template: use an instruction-tuned (chat) model")
         self.model.to(self.device).eval()
 
-    def instruction(self, cls: ImageClass) -> str:
-        return (self.cfg.llm_instruction or DEFAULT_INSTRUCTION).format(name=cls.name)
+    def instruction(self, names: list[str]) -> str:
+        default = SCENE_INSTRUCTION if self.cfg.scenes else DEFAULT_INSTRUCTION
+        return render(self.cfg.llm_instruction or default, names)
 
     def sample_block(self, cls: ImageClass, block: int) -> list[str]:
-        torch = self._torch
-        messages = [{"role": "user", "content": self.instruction(cls)}]
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        enc = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
-        input_ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        devices = [torch.device(self.device).index or 0] if str(self.device).startswith("cuda") else []
-        with torch.random.fork_rng(devices=devices), torch.inference_mode():
-            torch.manual_seed(block_seed(self.source, self.cfg.seed, cls.label, block))
-            out = self.model.generate(input_ids=input_ids, attention_mask=mask, do_sample=True, top_k=TOP_K,
-                                      max_new_tokens=self.cfg.llm_max_tokens, num_return_sequences=BLOCK,
-                                      pad_token_id=pad)
-        texts = self.tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
+        texts = self._generate([self.instruction([cls.name])], BLOCK, block_seed(self.source, self.cfg.seed,
+                                                                                  cls.label, block))
         return [c for c in (clean_caption(t, cls.name) for t in texts) if c]
 
+    def sample_scene_block(self, cls: ImageClass, block: int, scenes: list[list[str]]) -> list[str | None]:
+        texts = self._generate([self.instruction(names) for names in scenes], 1,
+                               block_seed(self.source, self.cfg.seed, cls.label, block))
+        return [clean_caption(t, names) for t, names in zip(texts, scenes)]
+
+    def _generate(self, instructions: list[str], per_instruction: int, seed: int) -> list[str]:
+        """Sampled replies, per_instruction for each instruction, in one seeded batched generate (left-padded
+        when the chat texts differ in length)."""
+        torch = self._torch
+        texts = [self.tokenizer.apply_chat_template([{"role": "user", "content": i}], add_generation_prompt=True,
+                                                    tokenize=False) for i in instructions]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token_id = pad
+        self.tokenizer.padding_side = "left"
+        enc = self.tokenizer(texts, return_tensors="pt", add_special_tokens=False, padding=True)
+        input_ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+        devices = [torch.device(self.device).index or 0] if str(self.device).startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed(seed)
+            out = self.model.generate(input_ids=input_ids, attention_mask=mask, do_sample=True, top_k=TOP_K,
+                                      max_new_tokens=self.cfg.llm_max_tokens, num_return_sequences=per_instruction,
+                                      pad_token_id=pad)
+        return self.tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
+
     def describe(self) -> dict:
-        return {"prompts": "llm", "model": self.cfg.llm, "instruction": self.cfg.llm_instruction or DEFAULT_INSTRUCTION,
+        default = SCENE_INSTRUCTION if self.cfg.scenes else DEFAULT_INSTRUCTION
+        return {"prompts": "llm", "model": self.cfg.llm, "instruction": self.cfg.llm_instruction or default,
                 "max_new_tokens": self.cfg.llm_max_tokens, "block": BLOCK, "top_k": TOP_K}

@@ -6,6 +6,11 @@ of each distinct prompt. So prompt k depends only on (seed, class, k, model), ne
 or on which worker asks. Finished blocks are cached in OUT/.state/prompts/ so a resumed run does not
 sample them again. After MAX_DRY_BLOCKS blocks in a row without a new prompt the class falls back to the
 template prompt, with one warning.
+
+Scenes (--objects-per-image above 1) give every attempt its own prompted classes, so a scene block j
+holds attempts k = j*BLOCK .. j*BLOCK+BLOCK-1 of a class, one sample each from its own prefix or
+instruction, all in one batched generation seeded from (source, run seed, c, j). Prompt k is its
+sample, or the template prompt if the sample was unusable.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from pathlib import Path
 
 from imaginarynet.classes import ImageClass
 from imaginarynet.fsutil import atomic_write_text
+from imaginarynet.scenes import render, scene_names
 
 BLOCK = 16  # samples per block (one batched generation)
 MAX_DRY_BLOCKS = 4
@@ -41,6 +47,10 @@ class BlockStream:
     def sample_block(self, cls: ImageClass, block: int) -> list[str]:
         raise NotImplementedError
 
+    def sample_scene_block(self, cls: ImageClass, block: int, scenes: list[list[str]]) -> list[str | None]:
+        """One prompt (or None: unusable) per scene, given as display names with the primary first."""
+        raise NotImplementedError
+
     def cache_path(self, cls: ImageClass) -> Path:
         return self.cache_dir / f"{cls.label}.json"
 
@@ -57,6 +67,8 @@ class BlockStream:
         return self.streams[cls.label]
 
     def prompts(self, cls: ImageClass, ks: list[int]) -> list[str]:
+        if self.cfg.scenes:
+            return self._scene_prompts(cls, ks)
         stream = self._stream(cls)
         need = max(ks) + 1
         grew = False
@@ -78,5 +90,36 @@ class BlockStream:
             self.warned = True
             print(f"warning: {self.who} gives no new prompt for {cls.label!r}; "
                   "using the template prompt for the remaining attempts", file=sys.stderr)
-        template = self.cfg.template.format(name=cls.name)
+        template = render(self.cfg.template, [cls.name])
         return [stream["prompts"][k] if k < len(stream["prompts"]) else template for k in ks]
+
+    def _scene_prompts(self, cls: ImageClass, ks: list[int]) -> list[str]:
+        path = self.cache_path(cls).with_suffix(".scenes.json")
+        key = f"scenes:{cls.label}"
+        if key not in self.streams:
+            self.streams[key] = {}
+            if path.exists():
+                try:
+                    self.streams[key] = json.loads(path.read_text())
+                except ValueError:
+                    pass
+        blocks = self.streams[key]
+        grew = False
+        for j in sorted({k // BLOCK for k in ks}):
+            if str(j) not in blocks:
+                scenes = [scene_names(self.cfg, cls, k) for k in range(j * BLOCK, (j + 1) * BLOCK)]
+                blocks[str(j)] = self.sample_scene_block(cls, j, scenes)
+                grew = True
+        if grew:
+            atomic_write_text(path, json.dumps(blocks))
+        out = []
+        for k in ks:
+            text = blocks[str(k // BLOCK)][k % BLOCK]
+            if text is None:
+                if not self.warned and not self.cfg.quiet:
+                    self.warned = True
+                    print(f"warning: {self.who} gave no usable prompt for some scenes of {cls.label!r}; "
+                          "using the template prompt for those attempts", file=sys.stderr)
+                text = render(self.cfg.template, scene_names(self.cfg, cls, k))
+            out.append(text)
+        return out

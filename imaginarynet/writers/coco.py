@@ -1,7 +1,9 @@
 """COCO JSON (FORMATS.md, "COCO JSON") for mmdetection, wetectron/PCL: one full-image box per
-image-level label; or images only (annotations: []) for SSOD unlabeled sets."""
+image-level label (every prompted class of a scene), or one annotation per detector box; or images
+only (annotations: []) for SSOD unlabeled sets."""
 from __future__ import annotations
 
+from imaginarynet.dataset import row_labels
 from imaginarynet.reader import Item
 
 
@@ -17,11 +19,12 @@ def coco_dict(items: list[Item], classes, images_only: bool = False) -> dict:
     if not images_only:
         for it in items:
             boxes = it.meta.get("boxes")
-            if boxes is None:  # no detector: the image-level label as a whole-image box
-                annotations.append({
-                    "id": len(annotations) + 1, "image_id": int(it.id), "category_id": cat_id[it.label],
-                    "bbox": [0, 0, it.width, it.height], "area": it.width * it.height, "iscrowd": 0,
-                })
+            if boxes is None:  # no detector: each image-level label as a whole-image box
+                for label in row_labels(it.meta):
+                    annotations.append({
+                        "id": len(annotations) + 1, "image_id": int(it.id), "category_id": cat_id[label],
+                        "bbox": [0, 0, it.width, it.height], "area": it.width * it.height, "iscrowd": 0,
+                    })
                 continue
             for b in boxes:  # detector boxes: [x, y, w, h] in pixels, with the detector's score
                 x1, y1, x2, y2 = b["box"]

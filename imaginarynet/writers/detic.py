@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+from imaginarynet.dataset import row_labels
 from imaginarynet.errors import UserError
 from imaginarynet.reader import Item
 
@@ -64,10 +65,11 @@ def detic_dicts(items: list[Item], classes, categories: list[dict], mapping: dic
     counts = {c["id"]: 0 for c in categories}
     images = []
     for it in items:
-        cid = mapping[it.label]
-        counts[cid] += 1
+        pos = list(dict.fromkeys(mapping[label] for label in row_labels(it.meta)))  # every image-level label
+        for cid in pos:
+            counts[cid] += 1
         images.append({"id": int(it.id), "file_name": it.path.name, "width": it.width, "height": it.height,
-                       "pos_category_ids": [cid], "neg_category_ids": [], "not_exhaustive_category_ids": []})
+                       "pos_category_ids": pos, "neg_category_ids": [], "not_exhaustive_category_ids": []})
     cats = [dict(c, image_count=counts[c["id"]]) for c in categories]
     info = {"info": {"description": "ImaginaryNet image-labeled data"}, "categories": cats, "images": images,
             "annotations": []}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from xml.sax.saxutils import escape
 
-from imaginarynet.dataset import Entry, split_ids, voc_box
+from imaginarynet.dataset import Entry, image_labels, split_ids, voc_box
 from imaginarynet.fsutil import atomic_write_text, place_file
 from imaginarynet.outdir import OutputDir
 
@@ -24,9 +24,10 @@ def _object(label: str, box: tuple[int, int, int, int]) -> str:
 
 
 def annotation_xml(e: Entry) -> str:
-    """One object per detector box; without a detector one object, the whole image, for the image label."""
+    """One object per detector box; without a detector one object per image-level label (the prompted
+    classes), each the whole image."""
     if e.boxes is None:
-        objects = _object(e.label, (1, 1, e.width, e.height))
+        objects = "".join(_object(label, (1, 1, e.width, e.height)) for label in image_labels(e))
     else:
         objects = "".join(_object(b["label"], voc_box(b["box"], e.width, e.height)) for b in e.boxes)
     return (
@@ -41,11 +42,6 @@ def annotation_xml(e: Entry) -> str:
     )
 
 
-def image_labels(e: Entry) -> set[str]:
-    """The image-level labels: the prompted class, plus the classes of the boxes written for it."""
-    return {e.label} | {b["label"] for b in e.boxes or ()}
-
-
 def write_voc(out: OutputDir, entries: list[Entry], labels: list[str]) -> None:
     for d in (out.images, out.annotations, out.imagesets):
         d.mkdir(parents=True, exist_ok=True)
@@ -55,7 +51,7 @@ def write_voc(out: OutputDir, entries: list[Entry], labels: list[str]) -> None:
         if not (dst.exists() and os.path.samefile(src, dst)):
             place_file(src, dst, tmp_dir=out.tmp)
         atomic_write_text(out.annotation(e.id), annotation_xml(e), tmp_dir=out.tmp)
-    labels_of = {e.id: image_labels(e) for e in entries}
+    labels_of = {e.id: set(image_labels(e)) for e in entries}
     for split, ids in split_ids(list(labels_of)).items():
         atomic_write_text(out.imageset(split), "".join(f"{i}\n" for i in ids), tmp_dir=out.tmp)
         for label in labels:

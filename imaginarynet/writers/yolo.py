@@ -1,12 +1,13 @@
 """The ultralytics YOLO layout: images/{train,val}/, labels/{train,val}/ (one `class cx cy w h` line per
 box, normalised to [0, 1], class ids 0..C-1 in class-file order) and data.yaml (path, train, val, names).
 Images are hard links (or copies) of VOC2007/JPEGImages. Without detector boxes every image gets its
-label as a whole-image box."""
+label (every prompted class of a scene) as a whole-image box."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from imaginarynet.dataset import row_labels
 from imaginarynet.fsutil import atomic_write_text, place_file
 from imaginarynet.reader import Item
 
@@ -15,8 +16,8 @@ SPLITS = ("train", "val")
 
 def yolo_lines(it: Item, class_index: dict[str, int]) -> str:
     boxes = it.meta.get("boxes")
-    if boxes is None:
-        return f"{class_index[it.label]} 0.5 0.5 1 1\n"
+    if boxes is None:  # each image-level label as a whole-image box
+        return "".join(f"{class_index[label]} 0.5 0.5 1 1\n" for label in row_labels(it.meta))
     lines = []
     for b in boxes:
         x1, y1, x2, y2 = b["box"]
