@@ -90,6 +90,52 @@ def test_blocks_are_seeded_and_the_real_model_falls_back_to_the_template(chat_lm
     assert capsys.readouterr().err.count("the LLM gives no new prompt for 'dog'") == 1
 
 
+def test_scene_instructions_one_per_attempt_and_captions_must_name_every_class(chat_lm, tiny_sd_args, tmp_path,
+                                                                                monkeypatch, capsys):
+    """A scene block sends each attempt's own instruction (its classes, through the chat template, left-padded in
+    one generate); a caption that misses one prompted class is replaced by the template prompt, with a warning."""
+    import transformers
+
+    from imaginarynet.classes import ImageClass
+    from imaginarynet.config import RunConfig, validate
+    from imaginarynet.scenes import english_names, scene_names
+
+    seen_inputs = []
+    original_generate = transformers.Qwen2ForCausalLM.generate
+
+    def generate(self, *args, **kwargs):
+        seen_inputs.append(kwargs["input_ids"])
+        return original_generate(self, *args, **kwargs)
+
+    def planted(self, seqs, **kw):  # attempt k's reply names its classes when k is even
+        return [("Here " + english_names(names) + " sit together." if k % 2 == 0 else "Nothing to see here.")
+                for k, names in enumerate(scenes)]
+
+    labels = ["dog", "cat", "apple"]
+    cfg = validate(RunConfig(classfile="x", classes=[ImageClass(x, x) for x in labels], outputdir=tmp_path / "out",
+                             llm=str(chat_lm), template=None, objects_per_image="2", sd_model=tiny_sd_args[1]))
+    scenes = [scene_names(cfg, cfg.classes[0], k) for k in range(16)]
+    monkeypatch.setattr(transformers.Qwen2ForCausalLM, "generate", generate)
+    tokenizer_cls = type(transformers.AutoTokenizer.from_pretrained(chat_lm))
+    monkeypatch.setattr(tokenizer_cls, "batch_decode", planted)
+    classes = write_classfile(tmp_path / "c.txt", labels)
+    assert run_main(["--per-class", 4, "--classfile", classes, "--outputdir", tmp_path / "out", "--llm", chat_lm,
+                     "--objects-per-image", 2, "--no-report", *tiny_sd_args]) == 0
+    dog = [r for r in read_jsonl(tmp_path / "out" / ".state" / "ledger.jsonl") if r["class"] == "dog"]
+    for r in dog:
+        names = scenes[r["k"]]
+        want = "Here " + english_names(names) + " sit together." if r["k"] % 2 == 0 else \
+            "A photo of " + english_names(names) + "."
+        assert r["prompt"] == want
+    tok = transformers.AutoTokenizer.from_pretrained(chat_lm)
+    rows = [tok.decode(row, skip_special_tokens=False).replace(tok.pad_token or "", "") for row in seen_inputs[0]]
+    assert len(rows) == 16
+    for row, names in zip(rows, scenes):
+        assert f"Write one realistic caption for a photo of {english_names(names)}." in row
+        assert row.endswith("<|im_start|>assistant\n")
+    assert "the LLM gave no usable prompt for some scenes of 'dog'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--gpt"], "give --gpt (GPT-2 continuations) or --llm (chat-model captions), not both"),
     (["--llm-instruction", "Describe {0}"], "--llm-instruction may only contain {name}"),

@@ -405,3 +405,49 @@ def test_one_object_per_image_reproduces_the_dataset_made_before_scenes(tiny, tm
     blob = json.dumps(old["data_options"], sort_keys=True, default=str)
     assert hashlib.sha256(blob.encode()).hexdigest()[:16] == old["fingerprint"]  # the formula is unchanged
     shutil.rmtree(out)
+
+
+# --- prompt models on scenes ---------------------------------------------------------------------------------
+
+def test_gpt2_scene_block_rows_see_only_their_own_prefix(tiny, tmp_path):
+    """A scene block continues 16 different prefixes in one left-padded batch. Every row's logits at every step
+    must equal that row's prefix plus its own sampled tokens run alone: catches a missing attention mask or
+    position ids (padding would shift or leak into the rows), and a mask not extended as tokens are added."""
+    import torch
+
+    from imaginarynet.classes import ImageClass
+    from imaginarynet.config import RunConfig, validate
+    from imaginarynet.prompts.gpt2 import BLOCK, GPT2Expander
+
+    cfg = validate(RunConfig(classfile="x", classes=[ImageClass(x, x) for x in LABELS], outputdir=tmp_path,
+                             gpt=True, gpt_model=str(tiny["gpt2"]), gpt_max_tokens=18, template=None,
+                             objects_per_image="1-3", sd_model=str(tiny["sd"])))
+    gpt = GPT2Expander(cfg, tmp_path / ".state")
+    gpt.load()
+    steps, forward = [], gpt.model.forward
+
+    def recording(*args, **kwargs):
+        res = forward(*args, **kwargs)
+        steps.append((kwargs["input_ids"].clone(), res.logits[:, -1, :].clone()))
+        return res
+
+    gpt.model.forward = recording
+    prompts = gpt.prompts(cfg.classes[1], list(range(BLOCK)))
+    gpt.model.forward = forward
+    prefixes = [gpt.prefix([c.name for c in (cfg.classes[j] for j in _scene(cfg, 1, k))]) for k in range(BLOCK)]
+    assert len({len(gpt.tokenizer(p).input_ids) for p in prefixes}) > 1  # the batch really needed padding
+    assert len(steps) == 18 - min(len(gpt.tokenizer(p).input_ids) for p in prefixes)
+    sampled = torch.cat([ids for ids, _ in steps[1:]], dim=1)  # the token chosen at each step, per row
+    for row, prefix in enumerate(prefixes):
+        ids = gpt.tokenizer(prefix, return_tensors="pt").input_ids
+        with torch.inference_mode():
+            for t, (_, logits) in enumerate(steps):
+                alone = gpt.model(input_ids=torch.cat([ids, sampled[row:row + 1, :t]], dim=1)).logits[0, -1]
+                torch.testing.assert_close(logits[row], alone, atol=1e-4, rtol=1e-4)
+        assert prompts[row].startswith(prefix)
+
+
+def _scene(cfg, c, k):
+    from imaginarynet.scenes import scene_of
+
+    return scene_of(cfg, c, k)
