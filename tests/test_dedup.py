@@ -168,3 +168,36 @@ def test_with_clip_the_filters_model_embeds_and_rejected_images_are_not_judged(t
     assert all(k % 2 == 0 for k in embedded)
     assert [(m["class"], m["attempt"]) for m in read_jsonl(out / "metadata.jsonl")] == [
         ("dog", 0), ("dog", 2), ("cat", 0), ("cat", 2)]
+
+
+def test_with_clip_each_image_goes_through_the_image_tower_once(tiny, tiny_sd_args, tmp_path, monkeypatch):
+    """--clip --dedup: the embedding --dedup stores is the one CLIP scored with, not a second pass through the
+    image tower. Catches the tower running twice per kept image, and a cached vector of another image."""
+    from imaginarynet.filters.clip import ClipFilter
+
+    encoded, scored = [], {}
+    original_encode, original_cosines = ClipFilter._encode_images, ClipFilter.cosines
+
+    def counting(self, cands):
+        encoded.extend((c.label, c.k) for c in cands)
+        return original_encode(self, cands)
+
+    def remembering(self, cands):
+        out = original_cosines(self, cands)
+        scored.update({key: vector for key, (_, vector) in self._scored.items()})
+        return out
+
+    monkeypatch.setattr(ClipFilter, "_encode_images", counting)
+    monkeypatch.setattr(ClipFilter, "cosines", remembering)
+    classes = write_classfile(tmp_path / "c.txt", ["dog", "cat"])
+    out = tmp_path / "out"
+    assert run_main(["--per-class", 2, "--classfile", classes, "--outputdir", out, "--clip", "--threshold", 0,
+                     "--dedup", 0.999, "--clip-pretrained", f"local-dir:{tiny['clip']}", "--batch-size", 3,
+                     "--no-report", "--quiet", *tiny_sd_args]) == 0
+    records = read_jsonl(out / ".state" / "ledger.jsonl")
+    assert sorted(encoded) == sorted((r["class"], r["k"]) for r in records)  # once each, rejected ones included
+    stored = list((out / ".state" / "embeddings").rglob("*.npy"))
+    assert stored and len(stored) == sum(r["status"] == "kept" for r in records)
+    for path in stored:
+        label, k = path.parent.name, int(path.stem)
+        np.testing.assert_array_equal(np.load(path), scored[label, k])

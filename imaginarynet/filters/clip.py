@@ -66,6 +66,8 @@ class ClipFilter:
         self.device = device
         self.text_features = None
         self.text_encodes = 0  # how often the class texts were encoded (once per run)
+        self.image_encodes = 0  # images through the image tower
+        self._scored: dict = {}  # the last scored batch: (label, k) -> (image, unit embedding), for --dedup
 
     def load(self) -> None:
         torch = require("torch", "clip", "--clip")
@@ -86,21 +88,27 @@ class ClipFilter:
         self.text_encodes += 1
         return feats / feats.norm(dim=-1, keepdim=True)
 
-    def embed(self, candidates: list[Candidate]) -> np.ndarray:
-        """(len(candidates), D) unit-length CLIP image embeddings (for --dedup)."""
+    def _encode_images(self, candidates: list[Candidate]):
         torch = self._torch
         batch = torch.stack([self.preprocess(c.image) for c in candidates]).to(self.device)
         with torch.inference_mode():
             feats = self.model.encode_image(batch).float()
-        return (feats / feats.norm(dim=-1, keepdim=True)).cpu().numpy()
+        self.image_encodes += len(candidates)
+        return feats / feats.norm(dim=-1, keepdim=True)
+
+    def embed(self, candidates: list[Candidate]) -> np.ndarray:
+        """(len(candidates), D) unit-length CLIP image embeddings (for --dedup). Images this filter has just
+        scored are not encoded again: the tower's output for the very same image object is reused."""
+        cached = [self._scored.get((c.label, c.k)) for c in candidates]
+        if all(hit is not None and hit[0] is c.image for hit, c in zip(cached, candidates)):
+            return np.stack([hit[1] for hit in cached]) if candidates else np.zeros((0, 0), np.float32)
+        return self._encode_images(candidates).cpu().numpy()
 
     def cosines(self, candidates: list[Candidate]) -> np.ndarray:
         """(len(candidates), n_classes) cosine similarities of image and class texts."""
-        torch = self._torch
-        batch = torch.stack([self.preprocess(c.image) for c in candidates]).to(self.device)
-        with torch.inference_mode():
-            feats = self.model.encode_image(batch).float()
-        feats = feats / feats.norm(dim=-1, keepdim=True)
+        feats = self._encode_images(candidates)
+        vectors = feats.cpu().numpy()
+        self._scored = {(c.label, c.k): (c.image, v) for c, v in zip(candidates, vectors)}
         return (feats @ self.text_features.T).cpu().numpy()
 
     def score(self, candidates: list[Candidate]) -> list[dict]:
