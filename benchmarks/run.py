@@ -188,6 +188,41 @@ def bench_gpt(models, n: int) -> None:
         f"{n / t_ours:.0f} vs {n / t_one:.0f} prompts/s, {speedup:.1f}x", ">= 5x", speedup >= 5)
 
 
+# ------------------------------------------------------------------ 12. GPT-2 scene prompts
+def bench_gpt_scenes(models, n: int) -> None:
+    """Scenes give every attempt its own prefix: a block of 16 is one left-padded batch per token, against
+    one generate call per prompt."""
+    import torch
+
+    from imaginarynet.prompts.gpt2 import GPT2Expander
+    from imaginarynet.scenes import scene_names
+
+    cfg = make_config(num=4, outputdir=Path(tempfile.mkdtemp()), gpt=True, gpt_model=str(models["gpt2"]),
+                      sd_model=str(models["sd"]), device="cpu", objects_per_image="2-3", template=None)
+    state = Path(tempfile.mkdtemp())
+    exp = GPT2Expander(cfg, state / "x")
+    exp.load()
+    model, tok = exp.model, exp.tokenizer
+    prefixes = [exp.prefix(scene_names(cfg, cfg.classes[0], k)) for k in range(n)]
+
+    def ours():
+        fresh = GPT2Expander(cfg, state / str(time.perf_counter()))  # a fresh cache every time
+        fresh.model, fresh.tokenizer, fresh._torch, fresh.device, fresh._cache_arg = (
+            model, tok, torch, exp.device, exp._cache_arg)
+        fresh.prompts(cfg.classes[0], list(range(n)))
+
+    def per_prompt():
+        for i, prefix in enumerate(prefixes):
+            torch.manual_seed(i)
+            model.generate(tok(prefix, return_tensors="pt").input_ids, do_sample=True, top_k=50,
+                           max_length=cfg.gpt_max_tokens, pad_token_id=tok.eos_token_id)
+
+    ours(), per_prompt()
+    t_ours, t_one = best_of(ours, 2), best_of(per_prompt, 2)
+    row(f"12. GPT-2 scene prompts (2-3 classes), padded blocks vs one call per prompt ({n} prompts)",
+        f"{n / t_ours:.0f} vs {n / t_one:.0f} prompts/s, {t_one / t_ours:.1f}x", "-", None)
+
+
 # ------------------------------------------------------------------ 5. finished re-run, 6. memory
 def cli(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "imaginarynet", *map(str, args)]
@@ -438,7 +473,7 @@ def main() -> None:
     models = build_tiny_models()
     fixtures = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
     q = args.quick
-    want = set(args.only or range(1, 12))
+    want = set(args.only or range(1, 13))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if 1 in want:
@@ -461,6 +496,8 @@ def main() -> None:
             bench_llm(n=32 if q else 128)
         if 11 in want:
             bench_dedup(models, n=32 if q else 256, bs=32)
+        if 12 in want:
+            bench_gpt_scenes(models, n=32 if q else 128)
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"Python {platform.python_version()}")
     table = ["| benchmark | measured | target | |", "|---|---|---|---|"] + [
