@@ -13,7 +13,14 @@ from pathlib import Path
 
 from imaginarynet.classes import ImageClass
 from imaginarynet.errors import UserError
-from imaginarynet.scenes import SCENE_TEMPLATE, SINGLE_TEMPLATE, load_cooccurrence, objects_spec, parse_objects
+from imaginarynet.scenes import (
+    SCENE_TEMPLATE,
+    SINGLE_TEMPLATE,
+    check_partners,
+    load_cooccurrence,
+    objects_spec,
+    parse_objects,
+)
 
 # Choice lists: the CLI offers exactly these, the stages accept exactly these.
 SCHEDULERS = ("pndm", "ddim", "dpm++", "euler", "euler-a")
@@ -263,8 +270,6 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 def _check_scenes(cfg: RunConfig) -> None:
     """--objects-per-image, --cooccurrence and the template they imply."""
-    from imaginarynet.scenes import check_partners
-
     lo, hi = parse_objects(cfg.objects_per_image)
     cfg.objects_per_image = objects_spec(lo, hi)
     n = len(cfg.classes)

@@ -170,7 +170,8 @@ def _scenes_section(meta: list[dict], labels: list[str]) -> str:
     counts, pairs = label_counts([row_labels(m) for m in meta], labels)
     sizes = [len(row_labels(m)) for m in meta]
     per_size = {n: sizes.count(n) for n in sorted(set(sizes))}
-    out = ["<h2>Scenes</h2><p>Labels per image: " + ", ".join(f"{n}: {c} images" for n, c in per_size.items())
+    sizes_text = ", ".join(f"{c} image{'s' * (c != 1)} with {n} label{'s' * (n != 1)}" for n, c in per_size.items())
+    out = ["<h2>Scenes</h2><p>" + sizes_text
            + "</p><table id='cooccurrence'><tr><th>class</th><th>images labeled</th>"
            + "".join(f"<th>{html.escape(b)}</th>" for b in labels) + "</tr>"]
     for a in labels:
