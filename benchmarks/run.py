@@ -38,6 +38,16 @@ def best_of(fn, repeat: int) -> float:
     return min(times)
 
 
+def random_batches(n: int, bs: int, size: int) -> list[list]:
+    """n random RGB images of size x size pixels (seeded), in batches of bs."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
+    return [images[i:i + bs] for i in range(0, n, bs)]
+
+
 def make_config(**kw):
     from imaginarynet.classes import ImageClass
     from imaginarynet.config import RunConfig, validate
@@ -125,9 +135,7 @@ def bench_original(models, work: Path, n: int, steps: int, res: int, bs: int) ->
 
 # ------------------------------------------------------------------ 3. CLIP filter throughput
 def bench_clip(models, n: int, bs: int) -> None:
-    import numpy as np
     import torch
-    from PIL import Image
 
     from imaginarynet.filters import Candidate
     from imaginarynet.filters.clip import ClipFilter
@@ -136,9 +144,7 @@ def bench_clip(models, n: int, bs: int) -> None:
                       clip_pretrained=f"local-dir:{models['clip']}", sd_model=str(models["sd"]), device="cpu")
     flt = ClipFilter(cfg)
     flt.load()
-    rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)) for _ in range(n)]
-    batches = [images[i:i + bs] for i in range(0, n, bs)]
+    batches = random_batches(n, bs, 256)
 
     def raw():
         with torch.inference_mode():
@@ -322,9 +328,7 @@ def bench_dalle(fixtures: Path) -> None:
 def bench_detector(models, n: int, bs: int) -> None:
     """OWLv2 boxes inside ImaginaryNet (queries encoded once, post-processing, NMS, box dicts) vs a bare
     transformers loop (processor + forward + post-processing per batch) on the same images."""
-    import numpy as np
     import torch
-    from PIL import Image
     from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
     from imaginarynet.classes import ImageClass
@@ -337,9 +341,7 @@ def bench_detector(models, n: int, bs: int) -> None:
                     detector=str(models["owlv2"]), box_threshold=0.1, device="cpu")
     det = create_detector(cfg)
     det.load()
-    rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(n)]
-    batches = [images[i:i + bs] for i in range(0, n, bs)]
+    batches = random_batches(n, bs, 64)
     processor = AutoProcessor.from_pretrained(str(models["owlv2"]))
     model = AutoModelForZeroShotObjectDetection.from_pretrained(str(models["owlv2"])).eval()
     queries = [f"a photo of a {x}" for x in labels]
@@ -405,8 +407,6 @@ def bench_llm(n: int) -> None:
 # ------------------------------------------------------------------ 11. dedup cost
 def bench_dedup(models, n: int, bs: int) -> None:
     """--dedup's extra work per image (a CLIP image embedding, stored) relative to CLIP scoring."""
-    import numpy as np
-    from PIL import Image
 
     from imaginarynet.classes import ImageClass
     from imaginarynet.config import RunConfig
@@ -420,10 +420,8 @@ def bench_dedup(models, n: int, bs: int) -> None:
                     outputdir=out.root, clip=True, clip_pretrained=f"local-dir:{models['clip']}", device="cpu")
     flt = ClipFilter(cfg)
     flt.load()
-    rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)) for _ in range(n)]
     batches = [[Candidate(im, 0, "dog", i * bs + j, "p") for j, im in enumerate(b)]
-               for i, b in enumerate(images[k:k + bs] for k in range(0, n, bs))]
+               for i, b in enumerate(random_batches(n, bs, 256))]
 
     def score():
         for b in batches:
