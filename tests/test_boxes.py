@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import load_voc, read_jsonl, run_cli, run_main, write_classfile
+from helpers import load_voc, read_jsonl, run_cli, run_main, ultralytics_labels, write_classfile
 
 LABELS = ["dog", "cat"]
 THRESHOLD = 0.5
@@ -78,7 +78,7 @@ def test_boxes_are_the_detectors_own_and_decide_what_is_kept(boxed, pattern, tin
                       for label in LABELS}
 
 
-def test_voc_coco_and_yolo_carry_the_boxes(boxed):
+def test_voc_coco_and_yolo_carry_the_boxes(boxed, tmp_path):
     from pycocotools.coco import COCO
 
     meta = {m["id"]: m for m in read_jsonl(boxed / "metadata.jsonl")}
@@ -104,24 +104,22 @@ def test_voc_coco_and_yolo_carry_the_boxes(boxed):
         for a, b in zip(anns, m["boxes"]):
             x1, y1, x2, y2 = b["box"]
             assert a["bbox"] == pytest.approx([x1, y1, x2 - x1, y2 - y1], abs=0.01) and a["score"] == b["score"]
-    # YOLO, parsed from the ultralytics format description: class cx cy w h, normalised
+    # YOLO, read by ultralytics' own YOLODataset: class ids, normalised centre boxes, the images' splits
     res = run_cli(["export", boxed, "--format", "yolo"])
     assert res.returncode == 0 and "whole-image" not in res.stderr, res.stderr
-    yolo = boxed / "exports" / "yolo"
-    yaml = (yolo / "data.yaml").read_text()
-    assert "train: images/train" in yaml and '  0: "dog"\n  1: "cat"\n' in yaml
+    read = ultralytics_labels(boxed / "exports" / "yolo" / "data.yaml", tmp_path)
+    assert read["names"] == {str(i): label for i, label in enumerate(LABELS)}
     for split in ("train", "val"):
         ids = (boxed / "VOC2007" / "ImageSets" / "Main" / f"{split}.txt").read_text().split()
-        assert sorted(p.stem for p in (yolo / "images" / split).glob("*.jpg")) == ids
+        assert sorted(read[split]) == ids
         for img_id in ids:
-            m = meta[img_id]
-            rows = [line.split() for line in (yolo / "labels" / split / f"{img_id}.txt").read_text().splitlines()]
-            assert [LABELS[int(r[0])] for r in rows] == [b["label"] for b in m["boxes"]]
-            for r, b in zip(rows, m["boxes"]):
-                cx, cy, w, h = map(float, r[1:])
-                got = [(cx - w / 2) * m["width"], (cy - h / 2) * m["height"], (cx + w / 2) * m["width"],
-                       (cy + h / 2) * m["height"]]
-                assert got == pytest.approx(b["box"], abs=1e-3)
+            m, got = meta[img_id], read[split][img_id]
+            assert got["shape"] == [m["height"], m["width"]]
+            assert [LABELS[c] for c in got["cls"]] == [b["label"] for b in m["boxes"]]
+            for (cx, cy, w, h), b in zip(got["xywhn"], m["boxes"]):
+                corners = [(cx - w / 2) * m["width"], (cy - h / 2) * m["height"], (cx + w / 2) * m["width"],
+                           (cy + h / 2) * m["height"]]
+                assert corners == pytest.approx(b["box"], abs=1e-3)
     for fmt in ("voc", "coco", "yolo"):
         assert run_cli(["check", boxed, "--format", fmt]).returncode == 0, fmt
 

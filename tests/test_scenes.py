@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import FIXTURES, kill_midway, load_voc, read_jsonl, run_cli, run_main, write_classfile
+from helpers import FIXTURES, kill_midway, load_voc, read_jsonl, run_cli, run_main, ultralytics_labels, write_classfile
 
 from imaginarynet.filters.clip import decide, decide_scene
 from imaginarynet.scenes import draw_scene, english_names
@@ -234,10 +234,12 @@ def test_labels_read_back_by_the_loaders(scenes, tiny, tmp_path):
                                split="train")
     assert sorted(map(tuple, hf["labels"])) == sorted(tuple(ls) for ls in labels_of.values())
     assert run_cli(["export", out, "--format", "yolo"]).returncode == 0
+    read = ultralytics_labels(out / "exports" / "yolo" / "data.yaml", tmp_path)  # ultralytics' own loader
+    assert {i for split in ("train", "val") for i in read[split]} == set(labels_of)
     for split in ("train", "val"):
-        for path in (out / "exports" / "yolo" / "labels" / split).glob("*.txt"):
-            classes = [SCENE_LABELS[int(line.split()[0])] for line in path.read_text().splitlines()]
-            assert classes == labels_of[path.stem]
+        for i, got in read[split].items():
+            assert [SCENE_LABELS[c] for c in got["cls"]] == labels_of[i]
+            assert got["xywhn"] == [[0.5, 0.5, 1.0, 1.0]] * len(labels_of[i])
     for fmt in ("voc", "coco", "yolo", "detic"):
         assert run_cli(["check", out, "--format", fmt]).returncode == 0, fmt
     run = json.loads((out / "run.json").read_text())
