@@ -253,6 +253,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         check_model_ref("--gpt-model", cfg.gpt_model)
     if cfg.llm:
         _check_llm(cfg)
+    _check_scene_prompts(cfg)
     if cfg.detector:
         _check_detector(cfg)
     if cfg.dedup is not None and not 0.0 < cfg.dedup <= 1.0:
@@ -283,6 +284,25 @@ def _check_scenes(cfg: RunConfig) -> None:
     check_partners([c.label for c in cfg.classes], cfg.cooccurrence, lo, hi)
     if cfg.template is None:
         cfg.template = SCENE_TEMPLATE if hi > 1 else SINGLE_TEMPLATE
+
+
+def _check_scene_prompts(cfg: RunConfig) -> None:
+    """Every prompted class of a scene is verified and labelled: the prompt must name them all."""
+    if not cfg.scenes:
+        return
+    for option, text in (("--template", cfg.template), ("--llm-instruction", cfg.llm_instruction)):
+        if text is not None and "names" not in _fields(text):
+            raise UserError(f"{option} {text!r} has no {{names}}: with --objects-per-image above 1 the prompt "
+                            "must name every prompted class")
+
+
+def _fields(template: str) -> set[str]:
+    import string
+
+    try:
+        return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError:
+        return set()
 
 
 def _check_template(template: str, option: str = "--template") -> None:

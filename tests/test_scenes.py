@@ -110,6 +110,7 @@ def test_clip_scene_rule_against_hand_computed_softmax():
     (["--objects-per-image", "3"], '{"dog": {"cat": 0, "apple": 0}}', "leaves 'dog' 1 partner(s)"),
     ([], '{"dog": {"cat": 2}}', "--cooccurrence needs --objects-per-image above 1"),
     (["--objects-per-image", "2", "--template", "{names} {nam}"], None, "--template may only contain"),
+    (["--objects-per-image", "1-2", "--template", "a photo of a {name}"], None, "has no {names}: with"),
 ])
 def test_bad_scene_options_are_one_line_exit_2_before_any_model(args, cooc, message, tmp_path, capsys, monkeypatch):
     from imaginarynet.backends.stable_diffusion import StableDiffusionBackend
