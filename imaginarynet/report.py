@@ -81,7 +81,9 @@ def _histogram(path: Path, label: str, recs: list[dict], threshold: float | None
     ax.hist([s for s, k in scores if not k], bins=bins, color="#c44", alpha=0.7, label="rejected")
     if threshold is not None:
         ax.axvline(threshold, color="k", linestyle="--", label=f"threshold {threshold:g}")
-    ax.set(title=label, xlabel="CLIP probability of own class", xlim=(0, 1))
+    scenes = any("classes" in r["score"] for r in recs if r.get("score"))
+    ax.set(title=label, xlim=(0, 1), xlabel="CLIP probability of the deciding class of each scene" if scenes
+           else "CLIP probability of own class")
     ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
