@@ -46,6 +46,13 @@ def _byte_alphabet() -> list[str]:
     return [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
 
 
+def _clip_text(tokenizer, layers: int, max_positions: int = 77, **extra) -> dict:
+    """A 32-wide CLIP text tower's config values over this tokenizer (SD, SDXL and OWLv2 share them)."""
+    return dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                num_attention_heads=4, max_position_embeddings=max_positions, bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **extra)
+
+
 def _clip_tokenizer(folder: Path):
     """A CLIPTokenizer over the byte-level alphabet with no merges (no download needed)."""
     from transformers import CLIPTokenizer
@@ -80,10 +87,7 @@ def build_tiny_sd(folder: Path, safety_checker: bool = False) -> Path:
         block_out_channels=(32, 32, 32, 32), in_channels=3, out_channels=3, latent_channels=4,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
         norm_num_groups=32, sample_size=64, layers_per_block=1)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    text_encoder = CLIPTextModel(CLIPTextConfig(**_clip_text(tokenizer, layers=2)))
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               skip_prk_steps=True, steps_offset=1)
     checker, extractor = (None, None)
@@ -108,10 +112,7 @@ def build_tiny_sdxl(folder: Path) -> Path:
 
     torch.manual_seed(0)
     tokenizer = _clip_tokenizer(folder / "_tok")
-    text_cfg = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                    num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
-                    bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                    pad_token_id=tokenizer.pad_token_id)
+    text_cfg = _clip_text(tokenizer, layers=2, projection_dim=32)
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
@@ -218,10 +219,7 @@ def build_tiny_owlv2(folder: Path) -> Path:
     # The processor pads every query to model_max_length (77 here; 16 in the real model, whose BPE has merges:
     # this one spends a token per character, so 16 would not hold "a photo of a potted plant").
     tokenizer = _clip_tokenizer(folder / "_tok")
-    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                num_attention_heads=4, max_position_embeddings=tokenizer.model_max_length,
-                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id)
+    text = _clip_text(tokenizer, layers=1, max_positions=tokenizer.model_max_length)
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
                   image_size=64, patch_size=16)
     # projection_dim must equal the text width: the class head compares projected queries with patches.
