@@ -249,6 +249,43 @@ def report(outputdir):
 
 
 @cli.command()
+@click.argument("voc", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--classfile", default=DEFAULTS["classfile"], show_default=True,
+              help="Class file path, or a bundled name: voc, coco.")
+@click.option("--split", default="trainval", show_default=True, help="Split to read; 'all' reads every XML.")
+@click.option("--unseen", type=float, default=0.0, show_default=True,
+              help="Weight of the pairs that never share an image (0 forbids them).")
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the JSON to FILE [default: standard output].")
+def cooccurrence(voc, classfile, split, unseen, output):
+    """Pair weights for --cooccurrence from a Pascal VOC dataset's labels (lift: 1 = independent)."""
+    import json
+
+    from imaginarynet.classes import load_classes
+    from imaginarynet.cooccurrence import pair_weights, read_label_sets
+    from imaginarynet.fsutil import atomic_write_text
+
+    if unseen < 0:
+        raise UserError(f"--unseen must not be negative (got {unseen})")
+    labels = [c.label for c in load_classes(classfile)]
+    sets = read_label_sets(voc, None if split == "all" else split)
+    weights, count, seen = pair_weights(sets, labels, unseen)
+    text = json.dumps(weights, indent=1) + "\n"
+    if output:
+        atomic_write_text(output, text)
+    else:
+        click.echo(text, nl=False)
+    click.echo(f"{len(sets)} images, {sum(len(s & set(labels)) > 1 for s in sets)} with two or more classes; "
+               f"{seen} of {len(labels) * (len(labels) - 1) // 2} pairs share an image", err=True)
+    for label in labels:
+        if not count[label]:
+            click.echo(f"warning: no image holds {label!r}: its pairs all weigh {unseen:g}", err=True)
+        elif not any(weights[label].values()):
+            click.echo(f"warning: {label!r} shares no image with another class: generate refuses it with these "
+                       "weights (try --unseen 0.1)", err=True)
+
+
+@cli.command()
 def backends():
     """List the text-to-image backends: built-in, installed plugins, and whether they import."""
     from imaginarynet.backends.base import load_backend_class, registered

@@ -18,7 +18,7 @@ LAYERS = {
     1: ["__init__", "errors", "fsutil", "classes"],
     2: ["config", "plan", "scenes", "ledger", "dataset", "outdir", "runtime", "reader",
         "backends.__init__", "backends.base", "backends.sd_families", "detectors.registry"],
-    3: ["prompts.", "filters.", "detectors.", "writers.", "backends.", "check", "proposals", "dedup"],
+    3: ["prompts.", "filters.", "detectors.", "writers.", "backends.", "check", "proposals", "dedup", "cooccurrence"],
     4: ["work"],
     5: ["executors."],
     6: ["monitor", "finalize", "exports", "annotate", "report", "dryrun", "download", "testing"],

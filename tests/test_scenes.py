@@ -454,3 +454,48 @@ def _scene(cfg, c, k):
     from imaginarynet.scenes import scene_of
 
     return scene_of(cfg, c, k)
+
+
+# --- pair weights from a real dataset ----------------------------------------------------------------------
+
+def test_cooccurrence_command_computes_lift_and_its_file_drives_generate(tmp_path, capsys):
+    """`imaginarynet cooccurrence VOC`: catches a weight that is not the lift n(a,b)·N / (n(a)·n(b)), an
+    asymmetric file, names outside the class file counted, the split ignored, and output generate cannot read."""
+    voc = tmp_path / "VOCdevkit" / "VOC2007"
+    (voc / "Annotations").mkdir(parents=True)
+    (voc / "ImageSets" / "Main").mkdir(parents=True)
+    images = {"a1": ["dog", "person", "dog"], "a2": ["dog", "person"], "a3": ["horse", "person"], "a4": ["cat"],
+              "a5": ["dog"], "a6": ["sofa", "horse"], "a7": ["dog", "cat"]}  # a7 is outside the split
+    for name, objects in images.items():
+        body = "".join(f"<object><name>{o}</name><difficult>{int(o == 'horse')}</difficult></object>"
+                       for o in objects)
+        (voc / "Annotations" / f"{name}.xml").write_text(f"<annotation>{body}</annotation>")
+    (voc / "ImageSets" / "Main" / "trainval.txt").write_text("a1\na2\na3\na4\na5\na6\n")
+    labels = ["dog", "person", "horse", "cat"]
+    classes = write_classfile(tmp_path / "c.txt", labels)
+    out = tmp_path / "pairs.json"
+    assert run_main(["cooccurrence", tmp_path / "VOCdevkit", "--classfile", classes, "--output", out]) == 0
+    err = capsys.readouterr().err
+    weights = json.loads(out.read_text())
+    sets = [set(images[i]) & set(labels) for i in ("a1", "a2", "a3", "a4", "a5", "a6")]
+    n = {x: sum(x in s for s in sets) for x in labels}
+    for a in labels:
+        for b in labels:
+            if a != b:
+                both = sum(a in s and b in s for s in sets)
+                assert weights[a][b] == (pytest.approx(both * 6 / (n[a] * n[b]), abs=1e-4) if both else 0)
+    assert weights["dog"]["person"] == pytest.approx(2 * 6 / (3 * 3), abs=1e-4)
+    assert "6 images, 3 with two or more classes; 2 of 6 pairs share an image" in err
+    assert "'cat' shares no image with another class" in err
+    base = ["--num", 4, "--classfile", classes, "--outputdir", tmp_path / "o", "--objects-per-image", 2,
+            "--cooccurrence", out, "--dry-run"]
+    assert run_main(base) == 2  # cat has no partner left
+    assert "forbids every partner of 'cat'" in capsys.readouterr().err
+    assert run_main(["cooccurrence", voc, "--classfile", classes, "--unseen", 0.1, "--output", out]) == 0
+    assert json.loads(out.read_text())["cat"]["dog"] == 0.1
+    capsys.readouterr()
+    assert run_main(base) == 0 and "weighted by --cooccurrence" in capsys.readouterr().out
+    assert run_main(["cooccurrence", voc, "--classfile", classes, "--split", "all", "--output", out]) == 0
+    assert json.loads(out.read_text())["cat"]["dog"] == pytest.approx(1 * 7 / (2 * 4), abs=1e-4)  # a7 counts now
+    assert run_main(["cooccurrence", tmp_path, "--classfile", classes]) == 2
+    assert "has no Annotations/ folder" in capsys.readouterr().err
