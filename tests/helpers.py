@@ -60,21 +60,35 @@ def image_bytes(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((out / "VOC2007" / "JPEGImages").glob("*.jpg"))}
 
 
-def _ledger_lines(out: Path) -> int:
-    ledger = out / ".state" / "ledger.jsonl"
-    return len(ledger.read_bytes().splitlines()) if ledger.exists() else 0
+def ledger_lines(out: Path, ledger: str = "ledger.jsonl") -> int:
+    """Attempts recorded so far in OUT/.state/<ledger>."""
+    path = out / ".state" / ledger
+    return len(path.read_bytes().splitlines()) if path.exists() else 0
 
 
-def kill_midway(args: list, out: Path, min_lines: int, timeout: float = 120, env: dict | None = None) -> None:
-    """Start the CLI, SIGKILL it once the ledger has at least `min_lines` attempts."""
-    proc = subprocess.Popen([sys.executable, "-m", "imaginarynet", *map(str, args)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+def start_cli(args: list, env: dict | None = None, capture: bool = True) -> subprocess.Popen:
+    """The CLI in a fresh process, not waited for (stdout/stderr piped as text, or discarded)."""
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, "-m", "imaginarynet", *map(str, args)], stdout=out, stderr=out,
+                            text=True, env=env)
+
+
+def wait_for_lines(proc, out: Path, n: int, timeout: float = 120, ledger: str = "ledger.jsonl") -> None:
+    """Until OUT's ledger holds n attempts; the run must still be going."""
     deadline = time.time() + timeout
+    while ledger_lines(out, ledger) < n:
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before {n} attempts: {proc.communicate()[1]}")
+        assert time.time() < deadline
+        time.sleep(0.01)
+
+
+def kill_midway(args: list, out: Path, min_lines: int, timeout: float = 120, env: dict | None = None,
+                ledger: str = "ledger.jsonl") -> None:
+    """Start the CLI, SIGKILL it once the ledger has at least `min_lines` attempts."""
+    proc = start_cli(args, env=env, capture=False)
     try:
-        while _ledger_lines(out) < min_lines:
-            assert proc.poll() is None, "the run finished before it could be killed"
-            assert time.time() < deadline
-            time.sleep(0.01)
+        wait_for_lines(proc, out, min_lines, timeout, ledger)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
@@ -135,3 +149,30 @@ def ultralytics_labels(data_yaml: Path, tmp: Path) -> dict:
                          text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def report_rows(html_text: str, attribute: str) -> dict[str, list[str]]:
+    """The rows of a report table whose <tr> carry `attribute` (e.g. data-boxes): {its value: cell texts}."""
+    from html.parser import HTMLParser
+
+    rows: dict[str, list[str]] = {}
+
+    class Rows(HTMLParser):
+        key = None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.key = dict(attrs).get(attribute)
+                if self.key:
+                    rows[self.key] = []
+
+        def handle_data(self, data):
+            if self.key:
+                rows[self.key].append(data)
+
+        def handle_endtag(self, tag):
+            if tag == "tr":
+                self.key = None
+
+    Rows().feed(html_text)
+    return rows

@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import load_voc, read_jsonl, run_cli, run_main, ultralytics_labels, write_classfile
+from helpers import load_voc, read_jsonl, report_rows, run_cli, run_main, ultralytics_labels, write_classfile
 
 LABELS = ["dog", "cat"]
 THRESHOLD = 0.5
@@ -266,7 +266,6 @@ def test_annotate_bad_input_is_one_line_exit_2(case, message, tiny, tmp_path):
 
 def test_report_draws_boxes_and_tables_them(boxed, tmp_path):
     import shutil
-    from html.parser import HTMLParser
 
     from PIL import Image
 
@@ -275,24 +274,7 @@ def test_report_draws_boxes_and_tables_them(boxed, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(boxed, out)
     assert run_cli(["report", out]).returncode == 0
-    rows = {}
-
-    class Rows(HTMLParser):
-        def handle_starttag(self, tag, attrs):
-            if tag == "tr":
-                self.key = dict(attrs).get("data-boxes")
-                if self.key:
-                    rows[self.key] = []
-
-        def handle_data(self, data):
-            if getattr(self, "key", None):
-                rows[self.key].append(data)
-
-        def handle_endtag(self, tag):
-            if tag == "tr":
-                self.key = None
-
-    Rows().feed((out / "report" / "index.html").read_text())
+    rows = report_rows((out / "report" / "index.html").read_text(), "data-boxes")
     meta = read_jsonl(out / "metadata.jsonl")
     for label in LABELS:
         mine = [m for m in meta if m["class"] == label]

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from helpers import kill_midway, read_jsonl, run_cli, run_main, write_classfile
+from helpers import kill_midway, read_jsonl, report_rows, run_cli, run_main, write_classfile
 
 ONE_THREAD = dict(os.environ, OMP_NUM_THREADS="1")  # same floats in one process and in two workers
 
@@ -93,32 +93,11 @@ def test_dedup_outside_the_interval_is_refused(value, tiny, tmp_path, capsys):
 
 def test_report_diversity_section(real, tmp_path):
     import shutil
-    from html.parser import HTMLParser
-
     d, _, single = real
     out = tmp_path / "out"
     shutil.copytree(single, out)
     assert run_cli(["report", out]).returncode == 0
-    rows = {}
-
-    class Rows(HTMLParser):
-        key = None
-
-        def handle_starttag(self, tag, attrs):
-            if tag == "tr":
-                self.key = dict(attrs).get("data-diversity")
-                if self.key:
-                    rows[self.key] = []
-
-        def handle_data(self, data):
-            if self.key:
-                rows[self.key].append(data)
-
-        def handle_endtag(self, tag):
-            if tag == "tr":
-                self.key = None
-
-    Rows().feed((out / "report" / "index.html").read_text())
+    rows = report_rows((out / "report" / "index.html").read_text(), "data-diversity")
     run = json.loads((out / "run.json").read_text())
     meta = read_jsonl(out / "metadata.jsonl")
     for r in run["per_class"]:

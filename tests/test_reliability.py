@@ -10,12 +10,11 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import read_jsonl, run_cli, run_main, write_classfile
+from helpers import kill_midway, ledger_lines, read_jsonl, run_cli, run_main, start_cli, wait_for_lines, write_classfile
 
 ROOT_FILES = ("metadata.jsonl",)
 
@@ -47,24 +46,6 @@ def assert_same_up_to_float_noise(got: dict[str, bytes], want: dict[str, bytes])
             assert got[name] == want[name], name
 
 
-def ledger_lines(out: Path, ledger: str = "ledger.jsonl") -> int:
-    path = out / ".state" / ledger
-    return len(path.read_bytes().splitlines()) if path.exists() else 0
-
-
-def start(args: list) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "imaginarynet", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_lines(proc, out: Path, n: int, timeout: float = 120, ledger: str = "ledger.jsonl") -> None:
-    deadline = time.time() + timeout
-    while ledger_lines(out, ledger) < n:
-        assert proc.poll() is None, f"the run ended before {n} attempts: {proc.communicate()[1]}"
-        assert time.time() < deadline
-        time.sleep(0.01)
-
-
 @pytest.fixture(scope="module")
 def base(tiny_sd_args, tmp_path_factory):
     """Options shared by the cases, and the uninterrupted run they are compared with."""
@@ -92,7 +73,7 @@ def test_kill_9_at_random_moments_then_resume_gives_the_same_dataset(base):
     phases = []
     for target in targets:
         before = ledger_lines(out)
-        proc = start(args + ["--outputdir", out])
+        proc = start_cli(args + ["--outputdir", out])
         deadline = time.time() + 120
         while ledger_lines(out) < target and proc.poll() is None and time.time() < deadline:
             time.sleep(0.005)
@@ -115,10 +96,7 @@ def test_kill_9_at_random_moments_then_resume_gives_the_same_dataset(base):
 def test_kill_9_of_a_multi_worker_parent_then_resume(base):
     d, args, want = base
     out = d / "killed-parent"
-    proc = start(args + ["--outputdir", out, "--workers", 2])
-    wait_for_lines(proc, out, 8)
-    proc.kill()
-    proc.wait()
+    kill_midway(args + ["--outputdir", out, "--workers", 2], out, 8)
     res = run_cli(args + ["--outputdir", out, "--workers", 2])
     assert res.returncode == 0, res.stderr
     assert_same_up_to_float_noise(dataset_files(out), want)
@@ -127,10 +105,7 @@ def test_kill_9_of_a_multi_worker_parent_then_resume(base):
 def test_kill_9_of_a_shard_in_its_slice_then_both_slices(base):
     d, args, want = base
     out = d / "killed-shard"
-    proc = start(args + ["--outputdir", out, "--shard", "0/2"])
-    wait_for_lines(proc, out, 4, ledger="shards/ledger-0-of-2.jsonl")
-    proc.kill()
-    proc.wait()
+    kill_midway(args + ["--outputdir", out, "--shard", "0/2"], out, 4, ledger="shards/ledger-0-of-2.jsonl")
     for i in (0, 1):
         res = run_cli(args + ["--outputdir", out, "--shard", f"{i}/2"])
         assert res.returncode == 0, res.stderr
@@ -141,10 +116,7 @@ def test_a_torn_staged_image_is_generated_again(base):
     """A power loss can leave the ledger naming an empty or truncated image: resume redoes that attempt."""
     d, args, want = base
     out = d / "torn"
-    proc = start(args + ["--outputdir", out])
-    wait_for_lines(proc, out, 10)
-    proc.kill()
-    proc.wait()
+    kill_midway(args + ["--outputdir", out], out, 10)
     kept = [r for r in read_jsonl(out / ".state" / "ledger.jsonl") if r["status"] == "kept"]
     torn, gone = out / ".state" / kept[0]["file"], out / ".state" / kept[1]["file"]
     torn.write_bytes(torn.read_bytes()[:100])
@@ -163,7 +135,7 @@ def test_a_torn_staged_image_is_generated_again(base):
 def test_sigterm_and_sigint_stop_cleanly_and_resume(base, sig, code):
     d, args, want = base
     out = d / f"signal-{sig.name}"
-    proc = start(args + ["--outputdir", out])
+    proc = start_cli(args + ["--outputdir", out])
     wait_for_lines(proc, out, 6)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
@@ -181,7 +153,7 @@ def test_sigterm_and_sigint_stop_cleanly_and_resume(base, sig, code):
 def test_a_second_signal_exits_at_once(base):
     d, args, _ = base
     out = d / "two-signals"
-    proc = start(args + ["--outputdir", out])
+    proc = start_cli(args + ["--outputdir", out])
     wait_for_lines(proc, out, 2)
     proc.send_signal(signal.SIGTERM)
     proc.send_signal(signal.SIGTERM)
@@ -248,7 +220,7 @@ def test_read_only_output_folder_is_one_line(base, tmp_path):
 def test_a_second_run_on_the_same_folder_is_refused_and_no_lock_outlives_a_kill(base):
     d, args, want = base
     out = d / "locked"
-    first = start(args + ["--outputdir", out])
+    first = start_cli(args + ["--outputdir", out])
     wait_for_lines(first, out, 2)
     second = run_cli(args + ["--outputdir", out])
     host = os.uname().nodename

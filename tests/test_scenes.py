@@ -11,7 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import FIXTURES, kill_midway, load_voc, read_jsonl, run_cli, run_main, ultralytics_labels, write_classfile
+from helpers import (
+    FIXTURES,
+    kill_midway,
+    load_voc,
+    read_jsonl,
+    report_rows,
+    run_cli,
+    run_main,
+    ultralytics_labels,
+    write_classfile,
+)
 
 from imaginarynet.filters.clip import decide, decide_scene
 from imaginarynet.scenes import draw_scene, english_names
@@ -265,36 +275,15 @@ def test_check_finds_a_split_file_that_drops_an_extra_label(scenes, tmp_path):
 
 
 def test_report_shows_the_cooccurrence_matrix(scenes):
-    from html.parser import HTMLParser
-
     _, _, out = scenes
     assert run_cli(["report", out]).returncode == 0
     meta = read_jsonl(out / "metadata.jsonl")
     pairs = Counter((a, b) for m in meta for a in m["labels"] for b in m["labels"] if a != b)
-
-    class Rows(HTMLParser):
-        def __init__(self):
-            super().__init__()
-            self.rows, self.row = {}, None
-
-        def handle_starttag(self, tag, attrs):
-            if tag == "tr" and dict(attrs).get("data-cooccurrence"):
-                self.row = self.rows.setdefault(dict(attrs)["data-cooccurrence"], [])
-
-        def handle_endtag(self, tag):
-            if tag == "tr":
-                self.row = None
-
-        def handle_data(self, data):
-            if self.row is not None and data.strip():
-                self.row.append(data.strip())
-
-    parser = Rows()
-    parser.feed((out / "report" / "index.html").read_text())
+    rows = report_rows((out / "report" / "index.html").read_text(), "data-cooccurrence")
     for a in SCENE_LABELS:
         cells = ["·" if a == b else str(pairs[a, b]) for b in SCENE_LABELS]
         want = [a, str(sum(a in m["labels"] for m in meta))] + cells
-        assert parser.rows[a] == want
+        assert rows[a] == want
 
 
 # --- planted verdicts through the real pipeline ---------------------------------------------------------
