@@ -67,7 +67,7 @@ class ClipFilter:
         self.text_features = None
         self.text_encodes = 0  # how often the class texts were encoded (once per run)
         self.image_encodes = 0  # images through the image tower
-        self._scored: dict = {}  # the last scored batch: (label, k) -> (image, unit embedding), for --dedup
+        self._scored: dict = {}  # --dedup: the last scored batch, (label, k) -> (image, unit embedding)
 
     def load(self) -> None:
         torch = require("torch", "clip", "--clip")
@@ -107,8 +107,8 @@ class ClipFilter:
     def cosines(self, candidates: list[Candidate]) -> np.ndarray:
         """(len(candidates), n_classes) cosine similarities of image and class texts."""
         feats = self._encode_images(candidates)
-        vectors = feats.cpu().numpy()
-        self._scored = {(c.label, c.k): (c.image, v) for c, v in zip(candidates, vectors)}
+        if self.cfg.dedup is not None:  # embed() reuses them: no second pass through the image tower
+            self._scored = {(c.label, c.k): (c.image, v) for c, v in zip(candidates, feats.cpu().numpy())}
         return (feats @ self.text_features.T).cpu().numpy()
 
     def score(self, candidates: list[Candidate]) -> list[dict]:

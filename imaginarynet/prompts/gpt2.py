@@ -46,6 +46,9 @@ class GPT2Expander(BlockStream):
             raise UserError(f"cannot load GPT-2 model {self.cfg.gpt_model!r}: {str(exc).splitlines()[0]}") from exc
         self.model.to(self.device).eval()
         self._torch = torch
+        if self.tokenizer.pad_token is None:  # scene blocks pad different prefixes on the left
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "left"
         # transformers 5 renamed the key/value cache argument from past_key_values to cache
         params = inspect.signature(self.model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
@@ -70,9 +73,6 @@ class GPT2Expander(BlockStream):
         follow the mask)."""
         torch = self._torch
         same = len(set(prefixes)) == 1
-        if not same and self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.tokenizer.padding_side = "left"
         enc = self.tokenizer(prefixes, return_tensors="pt", padding=not same)
         input_ids = enc.input_ids.to(self.device)
         mask = None if same else enc.attention_mask.to(self.device)

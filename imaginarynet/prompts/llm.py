@@ -73,6 +73,9 @@ class LLMPrompts(BlockStream):
         if not getattr(self.tokenizer, "chat_template", None):
             raise UserError(f"--llm {self.cfg.llm} has no chat template: use an instruction-tuned (chat) model")
         self.model.to(self.device).eval()
+        if self.tokenizer.pad_token_id is None:  # scene blocks pad different instructions on the left
+            self.tokenizer.pad_token_id = self.tokenizer.eos_token_id
+        self.tokenizer.padding_side = "left"
 
     def instruction(self, names: list[str]) -> str:
         default = SCENE_INSTRUCTION if self.cfg.scenes else DEFAULT_INSTRUCTION
@@ -94,10 +97,6 @@ class LLMPrompts(BlockStream):
         torch = self._torch
         texts = [self.tokenizer.apply_chat_template([{"role": "user", "content": i}], add_generation_prompt=True,
                                                     tokenize=False) for i in instructions]
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token_id = pad
-        self.tokenizer.padding_side = "left"
         enc = self.tokenizer(texts, return_tensors="pt", add_special_tokens=False, padding=True)
         input_ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
         devices = [torch.device(self.device).index or 0] if str(self.device).startswith("cuda") else []
@@ -105,7 +104,7 @@ class LLMPrompts(BlockStream):
             torch.manual_seed(seed)
             out = self.model.generate(input_ids=input_ids, attention_mask=mask, do_sample=True, top_k=TOP_K,
                                       max_new_tokens=self.cfg.llm_max_tokens, num_return_sequences=per_instruction,
-                                      pad_token_id=pad)
+                                      pad_token_id=self.tokenizer.pad_token_id)
         return self.tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
 
     def describe(self) -> dict:
