@@ -15,12 +15,13 @@ from pathlib import Path
 
 from imaginarynet.dataset import Entry, boxes_to_write
 from imaginarynet.detectors import create_detector, own_class_hit
-from imaginarynet.errors import UserError
+from imaginarynet.errors import UserError, load_stage
 from imaginarynet.filters import Candidate, create_filter
 from imaginarynet.finalize import repair, start_record, write_dataset
 from imaginarynet.fsutil import remove_temporaries
 from imaginarynet.ledger import Ledger, new_attempt
 from imaginarynet.outdir import OutputDir
+from imaginarynet.report import finish_report
 from imaginarynet.work import stage_images
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -58,9 +59,12 @@ def run_annotate(cfg, log=print) -> dict:
     files = list_images(Path(cfg.source))
     out = OutputDir(cfg.outputdir)
     with out.locked():
+        if note := out.settle():
+            log(note)
         previous = out.open_for(cfg)
         if previous and previous.get("status") == "complete":
-            log(f"{cfg.outputdir}: annotation already complete ({previous['counts']['kept']} images); nothing to do")
+            kept = previous["counts"]["kept"]
+            finish_report(cfg.report, out.root, f"annotation already complete ({kept} images)", log)
             return {"kept": previous["counts"]["kept"], "images": len(files), "unreadable": [], "table": [],
                     "already_done": True}
         remove_temporaries(out.root)
@@ -98,9 +102,10 @@ def _annotate(cfg, out: OutputDir, ledger: Ledger, files: list[Path], todo: list
     from tqdm import tqdm
 
     flt, det = create_filter(cfg), create_detector(cfg)
-    for stage in (flt, det):
-        if stage is not None:
-            stage.load()
+    if flt is not None:
+        load_stage(flt, f"CLIP filter ({cfg.clip_model}, {cfg.clip_pretrained})")
+    if det is not None:
+        load_stage(det, f"detector {cfg.detector!r}")
     labels = [c.label for c in cfg.classes]
     bar = tqdm(total=len(files), initial=len(files) - len(todo), unit="img", desc="annotated", disable=cfg.quiet)
     for start in range(0, len(todo), cfg.batch_size):

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from imaginarynet.config import DEFAULTS, DTYPES, ENGINES, SCHEDULERS
-from imaginarynet.errors import Interrupted, StorageError, UserError, WorkerDiedError
+from imaginarynet.errors import Interrupted, ModelLoadError, StorageError, UserError, WorkerDiedError
 
 
 class DefaultGroup(click.Group):
@@ -163,6 +163,17 @@ def parse_backend_options(pairs) -> dict:
     return options
 
 
+def settle(outputdir: Path) -> None:
+    """Before a command reads OUT: put back (or drop) what a killed --overwrite set aside, saying which."""
+    from imaginarynet.outdir import OutputDir
+
+    out = OutputDir(outputdir)
+    if out.root.is_dir() and out.leftovers():
+        with storage_errors(outputdir), out.locked():
+            if note := out.settle():
+                click.echo(note, err=True)
+
+
 @contextmanager
 def storage_errors(outputdir: Path):
     """A full disk or a read-only folder is one line naming the folder, not a traceback."""
@@ -244,6 +255,7 @@ def report(outputdir):
     from imaginarynet.reader import read_dataset
     from imaginarynet.report import write_report
 
+    settle(outputdir)
     read_dataset(outputdir)  # a finished run, or a clear error
     click.echo(write_report(outputdir))
 
@@ -345,6 +357,7 @@ def finalize(outputdir, device, quiet):
     from imaginarynet.outdir import OutputDir
     from imaginarynet.pipeline import run
 
+    settle(outputdir)
     out = OutputDir(outputdir)
     previous = out.read_run()
     if previous is None:
@@ -437,6 +450,7 @@ def export(outputdir, fmt, split, images_only, categories, clip_model, clip_pret
     """Export a finished dataset as COCO JSON, Detic image-labeled data or a HF imagefolder."""
     from imaginarynet.outdir import OutputDir
 
+    settle(outputdir)
     out = OutputDir(outputdir)
     images = out.images
     with out.locked():
@@ -477,6 +491,7 @@ def proposals(outputdir, method, mode, fmt, split, workers, quiet):
     from imaginarynet.exports import make_proposals
     from imaginarynet.outdir import OutputDir
 
+    settle(outputdir)
     with OutputDir(outputdir).locked():
         path, images, boxes = make_proposals(outputdir, method, mode, fmt, split, workers, quiet)
     click.echo(f"{path}: {images} images, {boxes} boxes")
@@ -505,34 +520,39 @@ def main(argv=None):
             signal.signal(sig, _on_signal)
     try:
         rv = cli.main(args=argv, prog_name="imaginarynet", standalone_mode=False)
-    except UserError as exc:
-        click.echo(f"imaginarynet: error: {exc}", err=True)
-        sys.exit(2)
     except click.UsageError as exc:
         hint = f" (see: imaginarynet {exc.ctx.info_name if exc.ctx else ''} --help)".replace("  ", " ")
-        click.echo(f"imaginarynet: error: {exc.format_message()}{hint}", err=True)
-        sys.exit(2)
+        _fail(exc, f"imaginarynet: error: {exc.format_message()}{hint}", 2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+        _fail(None, "aborted", 130)
+    except UserError as exc:
+        _fail(exc, f"imaginarynet: error: {exc}", 2)
+    except ModelLoadError as exc:
+        _fail(exc, f"imaginarynet: error: {exc}; nothing was lost (IMAGINARYNET_DEBUG=1 shows the traceback)", 1)
     except WorkerDiedError as exc:
-        click.echo(f"imaginarynet: error: {exc}; finished work is kept, run the same command again to resume",
-                   err=True)
-        sys.exit(1)
+        _fail(exc, f"imaginarynet: error: {exc}; finished work is kept, run the same command again to resume", 1)
     except StorageError as exc:
-        click.echo(f"imaginarynet: error: {exc}; finished work is kept: make room and run the same command "
-                   "again to resume", err=True)
-        sys.exit(1)
+        _fail(exc, f"imaginarynet: error: {exc}; finished work is kept: make room and run the same command "
+              "again to resume", 1)
     except Interrupted as exc:
         name = signal.Signals(exc.signum).name
-        click.echo(f"interrupted by {name}; finished work is kept: run the same command again to resume", err=True)
-        sys.exit(128 + exc.signum)
-    except KeyboardInterrupt:
-        click.echo("interrupted; run the same command again to resume", err=True)
-        sys.exit(130)
+        _fail(exc, f"interrupted by {name}; finished work is kept: run the same command again to resume",
+              128 + exc.signum)
+    except KeyboardInterrupt as exc:
+        _fail(exc, "interrupted; run the same command again to resume", 130)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _fail(exc: BaseException | None, line: str, status: int):
+    """The one line a user sees; IMAGINARYNET_DEBUG=1 prints the traceback above it."""
+    if exc is not None and os.environ.get("IMAGINARYNET_DEBUG"):
+        import traceback
+
+        traceback.print_exception(exc)
+    click.echo(line, err=True)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

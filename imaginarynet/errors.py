@@ -38,3 +38,25 @@ class Interrupted(BaseException):
 
 class StorageError(Exception):
     """The output folder cannot take more data (disk full, read-only): one line, exit status 1."""
+
+
+class ModelLoadError(Exception):
+    """A stage's model failed to load (corrupt weights, a plugin's load() raising): one line naming the
+    stage, the model and the cause, exit status 1; IMAGINARYNET_DEBUG=1 shows the traceback."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first non-empty line of its message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def load_stage(stage, what: str) -> None:
+    """stage.load(), with anything but bad input (UserError) turned into ModelLoadError naming `what`."""
+    try:
+        stage.load()
+    except UserError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"{what} failed to load: {first_line(exc)}") from exc

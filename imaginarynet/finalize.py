@@ -41,9 +41,23 @@ def start_record(cfg) -> dict:
             "versions": package_versions(), "command": sys.argv}
 
 
-def repair(out: OutputDir, ledger: Ledger, log) -> None:
-    """Attempts whose staged image a crash lost or tore run again (same prompt and seed: same dataset)."""
+def repair(out: OutputDir, ledger: Ledger, log, redo=None) -> None:
+    """Attempts whose staged image a crash lost or tore. With `redo(unit, wanted) -> not redone` (a loaded
+    worker's UnitWorker.redo, in (label, k) terms) each damaged attempt's ledger batch runs again as it first
+    ran and only the damaged files are rewritten: the bytes an uninterrupted run writes. Without it (or for
+    what redo could not bring back) the attempts are dropped from the ledger and run again as new work."""
     bad = {(r["class"], r["k"]) for r in ledger.records if r.get("file") and not out.staged_intact(r["file"])}
+    if not bad:
+        return
+    log(f"warning: {len(bad)} staged image(s) missing or damaged (a crash?); running those attempts again")
+    if redo is not None:
+        units: dict[int, list[tuple[str, int]]] = {}
+        for rec in ledger.records:  # a batch's records are its unit, in the order it ran
+            units.setdefault(rec["b"], []).append((rec["class"], rec["k"]))
+        lost = set()
+        for unit in units.values():
+            if wanted := bad.intersection(unit):
+                lost |= redo(unit, wanted)
+        bad = lost
     if bad:
-        log(f"warning: {len(bad)} staged image(s) missing or damaged (a crash?); running those attempts again")
         ledger.drop(bad)

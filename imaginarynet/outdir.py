@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from imaginarynet.errors import UserError
-from imaginarynet.fsutil import atomic_write_text, lock_note, try_lock
+from imaginarynet.fsutil import atomic_write_text, fsync_dir, lock_note, try_lock
 
 # Everything ImaginaryNet writes at the top of OUT; --overwrite removes exactly these.
 OWNED = ("VOC2007", "prompts", "metadata.jsonl", "run.json", ".state", "rejected", "report", "exports", "proposals")
@@ -150,9 +150,12 @@ class OutputDir:
     def write_run(self, info: dict) -> None:
         atomic_write_text(self.run_json, json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
 
+    # --- --overwrite: the previous run waits in a hidden folder until the new run commits its first batch
+    SET_ASIDE_DONE = "set-aside-complete"  # written in the folder once every owned path is in it
+
     def set_aside(self) -> Path | None:
-        """--overwrite: move the previous run into a hidden folder (deleted once the new run has committed
-        its first batch, restored if it fails before that). Returns that folder, or None if OUT was empty."""
+        """Move the previous run into a hidden folder; returns it, or None if OUT held nothing of ours.
+        The marker written last tells a later start whether what is left in OUT is old or new."""
         present = [name for name in OWNED if (self.root / name).exists()]
         if not present:
             return None
@@ -160,19 +163,44 @@ class OutputDir:
         aside.mkdir()
         for name in present:
             os.replace(self.root / name, aside / name)
+        atomic_write_text(aside / self.SET_ASIDE_DONE, "")
+        fsync_dir(self.root)
         return aside
 
     def restore(self, aside: Path) -> None:
+        """Put a set-aside run back. If the set-aside had finished, whatever is in OUT now is the new run's;
+        if it had not (a kill while moving), OUT holds the rest of the old run and only the moved part returns."""
+        if (aside / self.SET_ASIDE_DONE).exists():
+            for name in OWNED:
+                _remove(self.root / name)
         for name in OWNED:
-            if (self.root / name).exists():
-                shutil.rmtree(self.root / name) if (self.root / name).is_dir() else (self.root / name).unlink()
             if (aside / name).exists():
+                _remove(self.root / name)
                 os.replace(aside / name, self.root / name)
+        fsync_dir(self.root)
         shutil.rmtree(aside, ignore_errors=True)
 
     def leftovers(self) -> list[Path]:
         """Previous runs an --overwrite set aside and a crash left behind."""
         return sorted(self.root.glob(".imaginarynet-previous-*"))
+
+    def settle(self, carry_on: bool = False) -> str | None:
+        """Call holding the lock, before reading run.json: decide what an --overwrite that was killed left.
+        Its new run committed a batch: the previous dataset is superseded and goes. It did not: the previous
+        dataset comes back (and with carry_on, a new --overwrite sets it aside again). Returns the one line
+        that says which, or None if there was nothing to settle."""
+        note = None
+        for aside in self.leftovers():
+            if (aside / self.SET_ASIDE_DONE).exists() and self.has_attempts():
+                shutil.rmtree(aside, ignore_errors=True)
+                note = ("an interrupted --overwrite had committed work of its new run: removed the previous "
+                        "dataset it had set aside")
+            else:
+                self.restore(aside)
+                note = ("an interrupted --overwrite had not committed any work: carrying on the new run (the "
+                        "previous dataset stays set aside until its first batch)" if carry_on else
+                        "an interrupted --overwrite had not committed any work: restored the previous dataset")
+        return note
 
     def open_for(self, cfg) -> dict | None:
         """Previous run.json if it belongs to the same data options; refuse otherwise."""
@@ -192,3 +220,10 @@ class OutputDir:
                 "use another --outputdir or --overwrite"
             )
         return previous
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()

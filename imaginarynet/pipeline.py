@@ -15,6 +15,7 @@ from typing import Literal
 from imaginarynet import executors
 from imaginarynet.config import RunConfig
 from imaginarynet.dataset import image_labels, label_counts
+from imaginarynet.errors import UserError
 from imaginarynet.executors.shards import ShardScheduler, finish_shard, merge_shard_ledgers
 from imaginarynet.finalize import assemble, repair, start_record
 from imaginarynet.fsutil import remove_temporaries
@@ -23,7 +24,7 @@ from imaginarynet.monitor import EventLog, Progress, kept_total, summary_rows
 from imaginarynet.outdir import OutputDir
 from imaginarynet.plan import AttemptScheduler, parse_shard
 from imaginarynet.runtime import worker_devices
-from imaginarynet.work import StageTimer
+from imaginarynet.work import StageTimer, UnitWorker
 
 Outcome = Literal["complete", "short", "already_done", "shard_finished"]
 
@@ -69,6 +70,12 @@ def run(cfg: RunConfig, log=print) -> RunResult:
     """One run, holding OUT's lock (shared between the --shard slices of one run)."""
     out = OutputDir(cfg.outputdir)
     with out.locked(shared=bool(cfg.shard)):
+        if cfg.shard:  # slices share the lock: settling a killed --overwrite is a plain run's or finalize's job
+            if out.leftovers():
+                raise UserError(f"{out.root}: an interrupted --overwrite left a previous dataset set aside; run "
+                                "the plain command (without --shard) or `imaginarynet finalize` first")
+        elif note := out.settle(carry_on=cfg.overwrite):
+            log(note)
         aside = out.set_aside() if cfg.overwrite else None
         try:
             return _run(cfg, out, log, aside)
@@ -90,13 +97,13 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
     previous = out.open_for(cfg)
     if previous and previous.get("status") == "complete":
         kept = previous["counts"]["kept"]
-        log(f"{cfg.outputdir}: run already complete ({kept} images); nothing to do")
+        from imaginarynet.report import finish_report
+
+        finish_report(cfg.report, out.root, f"run already complete ({kept} images)", log)
         return RunResult("already_done", kept=kept, target=previous["counts"]["target"],
                          shortfalls=previous.get("shortfalls", []))
     if not cfg.shard:  # slices of one run may be writing right now; the next plain run or finalize cleans up
         remove_temporaries(out.root)
-        for old in out.leftovers():
-            shutil.rmtree(old, ignore_errors=True)
     started = time.time()
     run_record = start_record(cfg)
     out.write_run(run_record)
@@ -109,7 +116,7 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
         if cfg.shard:
             i, n = parse_shard(cfg.shard)
             shard_ledger = Ledger(out.shard_ledger(i, n))
-            repair(out, shard_ledger, log)
+            repair(out, shard_ledger, log, _redo(cfg, executor, devices))
             sched = ShardScheduler(cfg, out, i, n, shard_ledger.by_class(), accept=_judge(cfg, out))
             described.update(_work(cfg, engine, executor, devices, sched, shard_ledger, timer, events,
                                    drop_previous))
@@ -124,7 +131,7 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
         ledger = Ledger(out.ledger)
         if out.shards.exists():  # also when a plain run continues a dataset that shards started
             merge_shard_ledgers(out, ledger)
-        repair(out, ledger, log)
+        repair(out, ledger, log, _redo(cfg, executor, devices))
         caps = [cfg.max_attempts_for(q) for q in cfg.quotas]
         sched = AttemptScheduler(cfg.quotas, caps, labels, ledger.by_class(), accept=_judge(cfg, out))
         events.write("start", outputdir=str(cfg.outputdir), target=target, kept=kept_total(sched))
@@ -163,6 +170,23 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
     return RunResult("short" if shortfalls else "complete", kept=len(entries), target=target,
                      shortfalls=shortfalls, table=table, problems=problems,
                      cooccurrence=scene_counts.get("cooccurrence"))
+
+
+def _redo(cfg: RunConfig, executor, devices: list[str]):
+    """finalize.repair's `redo`: damaged attempts run again in their own units, on the inline executor's worker
+    (so its models load once) or, with several workers, on one loaded here for the repair only."""
+    index = {c.label: i for i, c in enumerate(cfg.classes)}
+    worker = None
+
+    def redo(unit: list[tuple[str, int]], wanted: set[tuple[str, int]]) -> set[tuple[str, int]]:
+        nonlocal worker
+        if worker is None:
+            worker_for = getattr(executor, "worker_for", None)
+            worker = worker_for(cfg, devices) if worker_for else UnitWorker(cfg, devices[0] if devices else None)
+        lost = worker.redo([(index[label], k) for label, k in unit], {(index[label], k) for label, k in wanted})
+        return {(cfg.classes[ci].label, k) for ci, k in lost}
+
+    return redo
 
 
 def _judge(cfg: RunConfig, out: OutputDir):

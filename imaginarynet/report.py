@@ -51,14 +51,15 @@ def class_stats(run: dict, ledger_by_class: dict, meta: list[dict], prompt_lists
         label = row["class"]
         recs = ledger_by_class.get(label, [])
         if recs:
-            attempts, prompts = len(recs), [r["prompt"] for r in recs]
+            attempts, prompts = len(recs), [r["prompt"] for r in recs if r.get("prompt") is not None]
             acceptance = round(sum(r["status"] == "kept" for r in recs) / len(recs), 4)
         else:
             attempts, acceptance, prompts = row["attempts"], row["acceptance"], prompt_lists.get(label, [])
         rows.append({
             "class": label, "target": row["target"], "kept": kept_by_class[label], "attempts": attempts,
             "acceptance": acceptance, "short": max(0, row["target"] - kept_by_class[label]),
-            "unique_prompts": len(set(prompts)), "distinct_1": distinct_n(prompts, 1),
+            # `annotate` images have no prompt: "-" rather than a count of nothing
+            "unique_prompts": len(set(prompts)) if prompts else None, "distinct_1": distinct_n(prompts, 1),
             "distinct_2": distinct_n(prompts, 2),
         })
     return rows
@@ -134,9 +135,10 @@ def _diversity_section(rows: list[dict], run: dict, paths: OutputDir, meta: list
             "mean image cosine", "5th pct image cosine"]
     out = ["<h2>Diversity</h2><table id='diversity'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in rows:
-        share = f"{r['unique_prompts'] / r['attempts']:.0%}" if r["attempts"] else "-"
+        n = r["unique_prompts"]
+        unique = "-" if n is None else f"{n} ({n / r['attempts']:.0%})"
         mean, p5 = embedding_stats(paths, meta, r["class"])
-        cells = [r["class"], f"{r['unique_prompts']} ({share})", r["distinct_1"], r["distinct_2"],
+        cells = [r["class"], unique, _dash(r["distinct_1"]), _dash(r["distinct_2"]),
                  "-" if dups.get(r["class"]) is None else dups[r["class"]], "-" if mean is None else mean,
                  "-" if p5 is None else p5]
         out.append(f"<tr data-diversity='{html.escape(r['class'])}'>"
@@ -183,11 +185,31 @@ def _scenes_section(meta: list[dict], labels: list[str]) -> str:
     return "".join(out) + "</table>"
 
 
+def _dash(value) -> str:
+    return "-" if value is None else str(value)
+
+
 def _figure(img: str, caption: str, title: str, rejected: bool = False, prompt: str | None = None) -> str:
     cls = ' class="rejected"' if rejected else ""
     shown = f"<span class='prompt'>{html.escape(prompt)}</span>" if prompt else ""
     return (f'<figure{cls}><img src="{html.escape(img)}" title="{html.escape(title)}" alt="">'
             f"<figcaption>{html.escape(caption)}{shown}</figcaption></figure>")
+
+
+def report_missing(root: Path) -> bool:
+    """No finished report: index.html is written last (atomically), so a crash or a full disk while the report
+    was written leaves none."""
+    return not (OutputDir(root).report / "index.html").exists()
+
+
+def finish_report(wanted: bool, root: Path, done: str, log) -> None:
+    """A complete run starting again: write its report if it should have one and a crash or a full disk left
+    it unwritten; say so, or that there is nothing to do."""
+    if wanted and report_missing(root):
+        log(f"{root}: {done}; writing its report, which was never finished")
+        write_report(root)
+    else:
+        log(f"{root}: {done}; nothing to do")
 
 
 def write_report(root: Path) -> Path:
@@ -215,8 +237,8 @@ def write_report(root: Path) -> Path:
     parts.append("<h2>Classes</h2><table id='classes'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>")
     for r in rows:
         acc = "-" if r["acceptance"] is None else f"{r['acceptance']:.0%}"
-        cells = [r["class"], r["target"], r["kept"], r["attempts"], acc, r["short"] or "", r["unique_prompts"],
-                 r["distinct_1"], r["distinct_2"]]
+        cells = [r["class"], r["target"], r["kept"], r["attempts"], acc, r["short"] or "", _dash(r["unique_prompts"]),
+                 _dash(r["distinct_1"]), _dash(r["distinct_2"])]
         cls = " class='short'" if r["short"] else ""
         parts.append(f"<tr{cls} data-class='{html.escape(r['class'])}'>" +
                      "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
@@ -252,7 +274,8 @@ def write_report(root: Path) -> Path:
                 score = f" · p={m['clip']['prob']:.2f}" if m.get("clip") else ""
                 if "labels" in m:
                     score += " · " + "+".join(row_labels(m))
-                figures.append(_figure(thumb, f"{m['id']}{score}", f"{m['prompt']}{score}", prompt=m["prompt"]))
+                said = m.get("prompt") or m.get("source") or ""  # `annotate`: the file the image came from
+                figures.append(_figure(thumb, f"{m['id']}{score}", f"{said}{score}", prompt=said))
         rejected_dir = paths.rejected / label
         ledger_by_k = {rec["k"]: rec for rec in by_class.get(label, [])}
         ours = [p for p in sorted(rejected_dir.glob("*.jpg")) if p.stem.isdigit()]  # a foreign file is ignored

@@ -15,7 +15,7 @@ from pathlib import Path
 from imaginarynet.backends.base import Request, create_backend
 from imaginarynet.config import RunConfig
 from imaginarynet.detectors import create_detector, every_class_hit
-from imaginarynet.errors import UserError
+from imaginarynet.errors import UserError, load_stage
 from imaginarynet.filters import Candidate, create_filter
 from imaginarynet.fsutil import atomic_write_bytes, fsync_dir
 from imaginarynet.ledger import Attempt, new_attempt
@@ -68,10 +68,17 @@ class StageSet:
             self.embedder = self.filter if cfg.clip else create_filter(replace(cfg, clip=True))
 
     def load(self) -> None:
-        self.prompts.load()
-        self.backend.load()
-        for stage in {id(s): s for s in (self.filter, self.detector, self.embedder) if s is not None}.values():
-            stage.load()
+        """Every stage's models; one that fails says which stage and model (errors.load_stage)."""
+        cfg = self.cfg
+        load_stage(self.prompts, _prompt_stage(cfg))
+        load_stage(self.backend, f"backend {cfg.backend!r}" + (f" ({_backend_model(cfg)})" if _backend_model(cfg)
+                                                                else ""))
+        if self.filter is not None:
+            load_stage(self.filter, f"CLIP filter ({cfg.clip_model}, {cfg.clip_pretrained})")
+        if self.detector is not None:
+            load_stage(self.detector, f"detector {cfg.detector!r}")
+        if self.embedder is not None and self.embedder is not self.filter:
+            load_stage(self.embedder, f"--dedup CLIP embedder ({cfg.clip_model}, {cfg.clip_pretrained})")
 
     def describe(self) -> dict:
         info = {"generator": self.backend.describe(), "prompts": self.prompts.describe()}
@@ -80,6 +87,21 @@ class StageSet:
         if self.detector is not None:
             info["detector"] = self.detector.describe()
         return info
+
+
+def _prompt_stage(cfg: RunConfig) -> str:
+    if cfg.gpt:
+        return f"GPT-2 prompts ({cfg.gpt_model})"
+    return f"LLM prompts ({cfg.llm})" if cfg.llm else "template prompts"
+
+
+def _backend_model(cfg: RunConfig) -> str | None:
+    """The model folder or hub id a built-in backend loads (plugins name their own in their errors)."""
+    if cfg.backend == "stablediffusion":
+        return cfg.sd_model
+    if cfg.backend == "dalle-mini":
+        return f"{cfg.dalle_model}, {cfg.vqgan_model}"
+    return None
 
 
 class StageTimer:
@@ -211,6 +233,17 @@ class UnitWorker:
         start = time.perf_counter()
         stage_images(writes)
         return time.perf_counter() - start
+
+    def redo(self, unit: Unit, wanted: set[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Run a committed unit again as it first ran (the same attempts in the same order: the same batched
+        computation, so the same pixels) and stage only the images of `wanted`, whose files a crash lost or
+        tore; the unit's other files and its ledger records stay untouched. Returns the attempts of `wanted`
+        that did not come out kept this time (they are dropped from the ledger and run again)."""
+        unit = [tuple(x) for x in unit]
+        records, writes = run_batch(self.cfg, self.stages, unit, StageTimer(), self.out)
+        redone = {self.out.staged(r["file"]): key for r, key in zip(records, unit) if key in wanted and r["file"]}
+        stage_images([(path, image) for path, image in writes if path in redone])
+        return set(wanted) - set(redone.values())
 
     def run(self, unit: Unit) -> tuple[list[Attempt], dict]:
         """generate + stage, for workers in other processes: records once their images exist."""

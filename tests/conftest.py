@@ -41,3 +41,32 @@ def pattern(tmp_path_factory):
 
         yield pattern_backend
     sys.modules.pop("pattern_backend", None)
+
+
+@pytest.fixture(scope="session")
+def base(tiny_sd_args, tmp_path_factory):
+    """Crash and recovery tests: options shared by the cases (3 classes, 30 images, tiny SD, no report), and
+    the uninterrupted run they are compared with: (folder, args, its dataset_files). The finished run is in
+    folder / "full"; copy it before changing anything."""
+    from helpers import dataset_files, run_cli, write_classfile
+
+    d = tmp_path_factory.mktemp("reliability")
+    classes = write_classfile(d / "c.txt", ["dog", "cat", "bird"])
+    args = ["--num", 30, "--classfile", classes, "--batch-size", 2, "--no-report", *tiny_sd_args]
+    full = d / "full"
+    res = run_cli(args + ["--outputdir", full])
+    assert res.returncode == 0, res.stderr
+    return d, args, dataset_files(full)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs: a real filesystem that runs out of space."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    import subprocess
+
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    assert res.returncode == 0, f"this test needs to mount a tmpfs (root): {res.stderr}"
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -56,6 +56,16 @@ def load_voc(out: Path, split="trainval"):
     return VOCDetection(str(root), year="2007", image_set=split, download=False)
 
 
+def dataset_files(out: Path) -> dict[str, bytes]:
+    """Every file of the dataset proper: VOC2007/**, metadata.jsonl, prompts/**."""
+    files = {"metadata.jsonl": (out / "metadata.jsonl").read_bytes()}
+    for folder in ("VOC2007", "prompts"):
+        for p in sorted((out / folder).rglob("*")):
+            if p.is_file():
+                files[p.relative_to(out).as_posix()] = p.read_bytes()
+    return files
+
+
 def image_bytes(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((out / "VOC2007" / "JPEGImages").glob("*.jpg"))}
 

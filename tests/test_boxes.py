@@ -248,6 +248,24 @@ def test_annotate_detects_in_existing_images(photos, tiny, tmp_path):
     assert again.returncode == 0 and "already complete" in again.stderr
 
 
+def test_annotate_as_the_readme_types_it_writes_the_dataset_and_its_report(photos, tiny, tmp_path):
+    """`imaginarynet annotate DIR --classfile F --outputdir OUT --detector ID` with every default. It crashed in
+    the report on every such run (annotated images have no prompt) while its only test passed --no-report."""
+    import re
+
+    classes = write_classfile(tmp_path / "c.txt", LABELS)
+    out = tmp_path / "out"
+    res = run_cli(["annotate", photos, "--classfile", classes, "--outputdir", out, "--detector", tiny["owlv2"]])
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    meta = read_jsonl(out / "metadata.jsonl")
+    assert meta and res.stderr.strip().splitlines()[-1] == f"{len(meta)}/4 images kept in {out / 'VOC2007'}"
+    page = (out / "report" / "index.html").read_text()
+    assert sorted(re.findall(r"<span class='prompt'>([^<]*)</span>", page)) == sorted(m["source"] for m in meta)
+    kept = {label: cells[2] for label, cells in report_rows(page, "data-class").items()}
+    assert kept == {label: str(sum(m["class"] == label for m in meta)) for label in LABELS}
+    assert all((out / "report" / "thumbs" / f"{m['id']}.jpg").exists() for m in meta)
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing", "is not a folder"), ("empty", "holds no JPEG, PNG or WebP image"),
     ("no stage", "annotate needs --detector or --clip"),

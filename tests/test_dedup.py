@@ -58,6 +58,35 @@ def kept_set(out):
     return [(m["class"], m["attempt"]) for m in read_jsonl(out / "metadata.jsonl")]
 
 
+def independent_embedding(model, preprocess, jpeg) -> np.ndarray:
+    """open_clip's own image tower on a written JPEG, normalised here: not the product's code path."""
+    import torch
+    from PIL import Image
+
+    with torch.no_grad(), Image.open(jpeg) as im:
+        f = model.encode_image(preprocess(im.convert("RGB")).unsqueeze(0))[0].numpy()
+    return f / np.linalg.norm(f)
+
+
+def test_stored_embeddings_are_unit_clip_image_features_and_quotas_are_met(real, tiny):
+    """Catches raw (unnormalised, norm ~4.6) features: cosines above 1 make nearly every image a "duplicate"
+    and a class keeps 1 image of 4, which comparing the product with its own stored vectors never noticed."""
+    import open_clip
+
+    d, args, single = real
+    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{tiny['clip']}")
+    model.eval()
+    run = json.loads((single / "run.json").read_text())
+    assert [(r["kept"], r["target"]) for r in run["per_class"]] == [(4, 4), (4, 4)]
+    meta = read_jsonl(single / "metadata.jsonl")
+    assert [m["class"] for m in meta] == ["dog"] * 4 + ["cat"] * 4
+    for m in meta:
+        stored = np.load(single / ".state" / "embeddings" / m["class"] / f"{m['attempt']:06d}.npy")
+        assert np.linalg.norm(stored) == pytest.approx(1.0, abs=1e-5)
+        again = independent_embedding(model, preprocess, single / m["file_name"])
+        assert float(stored @ again) > 0.99  # the same image, through a JPEG round trip
+
+
 def test_real_embeddings_remove_some_and_workers_keep_the_same_set(real):
     d, args, single = real
     run = json.loads((single / "run.json").read_text())

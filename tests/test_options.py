@@ -89,13 +89,13 @@ def pipeline_calls():
 
 
 # ---------------------------------------------------------------------------------------------
-# Two real CLI runs (fresh processes): one plain, one with --quiet --no-report --template.
+# Two real CLI runs (fresh processes): one as the README types it (defaults only), one with --quiet
+# --no-report --template.
 
 @pytest.fixture(scope="module")
 def loud(tiny_sd_args, classes, workdir):
     out = workdir / "loud"
-    res = run_cli(["--num", 4, "--classfile", classes, "--outputdir", out, "--batch-size", 2, *tiny_sd_args],
-                  env=ONE_THREAD_ENV)
+    res = run_cli(["--num", 4, "--classfile", classes, "--outputdir", out, *tiny_sd_args], env=ONE_THREAD_ENV)
     assert res.returncode == 0, res.stderr
     return out, res
 

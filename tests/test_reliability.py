@@ -14,19 +14,17 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import kill_midway, ledger_lines, read_jsonl, run_cli, run_main, start_cli, wait_for_lines, write_classfile
-
-ROOT_FILES = ("metadata.jsonl",)
-
-
-def dataset_files(out: Path) -> dict[str, bytes]:
-    """Every file of the dataset proper: VOC2007/**, metadata.jsonl, prompts/**."""
-    files = {name: (out / name).read_bytes() for name in ROOT_FILES}
-    for folder in ("VOC2007", "prompts"):
-        for p in sorted((out / folder).rglob("*")):
-            if p.is_file():
-                files[p.relative_to(out).as_posix()] = p.read_bytes()
-    return files
+from helpers import (
+    dataset_files,
+    kill_midway,
+    ledger_lines,
+    read_jsonl,
+    run_cli,
+    run_main,
+    start_cli,
+    wait_for_lines,
+    write_classfile,
+)
 
 
 def assert_same_up_to_float_noise(got: dict[str, bytes], want: dict[str, bytes]) -> None:
@@ -44,18 +42,6 @@ def assert_same_up_to_float_noise(got: dict[str, bytes], want: dict[str, bytes])
             assert np.abs(a - b).mean() < 1.0, name
         else:
             assert got[name] == want[name], name
-
-
-@pytest.fixture(scope="module")
-def base(tiny_sd_args, tmp_path_factory):
-    """Options shared by the cases, and the uninterrupted run they are compared with."""
-    d = tmp_path_factory.mktemp("reliability")
-    classes = write_classfile(d / "c.txt", ["dog", "cat", "bird"])
-    args = ["--num", 30, "--classfile", classes, "--batch-size", 2, "--no-report", *tiny_sd_args]
-    full = d / "full"
-    res = run_cli(args + ["--outputdir", full])
-    assert res.returncode == 0, res.stderr
-    return d, args, dataset_files(full)
 
 
 # ---------------------------------------------------------------------------------------- kill -9
@@ -162,17 +148,6 @@ def test_a_second_signal_exits_at_once(base):
 
 
 # --------------------------------------------------------------------------------- full disk
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 3 MB tmpfs: a real filesystem that runs out of space."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    assert res.returncode == 0, f"this test needs to mount a tmpfs (root): {res.stderr}"
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_disk_full_is_one_line_and_the_same_command_resumes(base, small_disk):
@@ -309,6 +284,63 @@ def test_repeated_ledger_records_give_one_id_per_attempt(tmp_path):
     ledger.append_batch([dict(rec, k=0, status="rejected", file=None), dict(rec, k=1, status="kept", file="b.jpg")])
     entries = select([ImageClass("dog", "dog")], [5], Ledger(tmp_path / "ledger.jsonl").by_class())
     assert [(e.id, e.k, e.staged) for e in entries] == [("000001", 0, "a.jpg")]  # the first record wins
+
+
+def test_the_first_q_accepted_attempts_in_attempt_order_make_the_dataset(tmp_path):
+    """More accepted attempts than the quota, committed out of attempt order (a later block first, as a shard
+    that ran ahead commits it): the first q by k are kept. Catches keeping the last q, or the first q committed."""
+    from imaginarynet.classes import ImageClass
+    from imaginarynet.dataset import select
+    from imaginarynet.ledger import Ledger
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    rec = {"prompt": "p", "seed": 1, "width": 8, "height": 8, "score": None}
+    kept = {"dog": {1, 2, 4, 5, 6, 7}, "cat": {0, 1, 2, 3, 4, 5, 6, 7}}
+    quotas = {"dog": 3, "cat": 2}
+    for block in ([6, 7], [4, 5], [0, 1], [2, 3]):
+        ledger.append_batch([dict(rec, **{"class": label}, k=k, status="kept" if k in kept[label] else "rejected",
+                                  file=f"{label}/{k}.jpg" if k in kept[label] else None)
+                             for label in ("cat", "dog") for k in block])
+    entries = select([ImageClass("dog", "dog"), ImageClass("cat", "cat")], [quotas["dog"], quotas["cat"]],
+                     Ledger(tmp_path / "ledger.jsonl").by_class())
+    want = [(label, k) for label in ("dog", "cat") for k in sorted(kept[label])[:quotas[label]]]
+    assert [(e.label, e.k) for e in entries] == want
+    assert [e.id for e in entries] == [f"{i:06d}" for i in range(1, len(want) + 1)]
+
+
+def test_more_accepted_attempts_than_the_quota_committed_first_give_the_sequential_dataset(base, tmp_path):
+    """A ledger holding accepted attempts beyond the quota, committed before the earlier ones (what a shard that
+    ran ahead leaves): assembling it gives the sequential run's dataset, byte for byte. The extra attempts are
+    real: the same options with 4 more images per class make attempts 10..13 of each class."""
+    import shutil
+
+    from imaginarynet.ledger import Ledger
+
+    d, args, want = base
+    ahead = tmp_path / "ahead"
+    more = [42 if a == 30 else a for a in args]
+    assert run_cli(more + ["--outputdir", ahead]).returncode == 0
+    out = tmp_path / "out"
+    shutil.copytree(d / "full", out)
+    extra = [r for r in read_jsonl(ahead / ".state" / "ledger.jsonl") if r["k"] >= 10 and r["status"] == "kept"]
+    assert len(extra) == 12
+    for r in extra:
+        shutil.copy(ahead / ".state" / r["file"], out / ".state" / r["file"])
+    original = Ledger(out / ".state" / "ledger.jsonl").records
+    (out / ".state" / "ledger.jsonl").unlink()
+    ledger = Ledger(out / ".state" / "ledger.jsonl")
+    strip = lambda recs: [{k: v for k, v in r.items() if k not in ("b", "n")} for r in recs]  # noqa: E731
+    ledger.append_batch(strip(extra))
+    for b in sorted({r["b"] for r in original}):
+        ledger.append_batch(strip([r for r in original if r["b"] == b]))
+    run = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps(dict(run, status="running")))  # as if the assembler was killed
+    res = run_cli(["finalize", out])
+    assert res.returncode == 0, res.stderr
+    got = dataset_files(out)
+    used = {name: got.pop(name) for name in list(got) if name.startswith("prompts/")}  # every attempt's prompt
+    assert got == {name: data for name, data in want.items() if not name.startswith("prompts/")}
+    assert all(len(text.splitlines()) == 14 for text in used.values())
 
 
 # ------------------------------------------------------------------------------------ bad input

@@ -16,12 +16,19 @@ WRITE_THREADS = 4
 class InlineExecutor:
     def __init__(self):
         self.worker: UnitWorker | None = None
+        self.announced = False  # sink.ready is called once per run, whoever loaded the worker
 
-    def __call__(self, cfg, devices: list[str], next_unit, sink) -> dict[int, int]:
+    def worker_for(self, cfg, devices: list[str]) -> UnitWorker:
+        """The loaded worker (loading it the first time): repairs before the run use the same one."""
         if self.worker is None:
             self.worker = UnitWorker(cfg, devices[0] if devices else None)
-            sink.ready(*self.worker.ready())
-        worker = self.worker
+        return self.worker
+
+    def __call__(self, cfg, devices: list[str], next_unit, sink) -> dict[int, int]:
+        worker = self.worker_for(cfg, devices)
+        if not self.announced:
+            sink.ready(*worker.ready())
+            self.announced = True
         attempts = 0
         pending = None  # the previous unit: (records, futures, seconds), committed once its files exist
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import traceback
 
-from imaginarynet.errors import UserError
+from imaginarynet.errors import ModelLoadError, UserError
 from imaginarynet.errors import WorkerDiedError as WorkerDied
 from imaginarynet.executors.base import PREFETCH, least_loaded
 
@@ -22,6 +22,8 @@ def _worker_main(cfg, device: str, conn) -> None:
             conn.send(("done", (uid, records, seconds)))
     except UserError as exc:
         conn.send(("usererror", str(exc)))
+    except ModelLoadError as exc:
+        conn.send(("loaderror", str(exc)))
     except BaseException as exc:  # report anything, in one line, then die
         last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         where = f" ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})" if last else ""
@@ -78,6 +80,8 @@ def run_local(cfg, devices: list[str], next_unit, sink) -> dict[int, int]:
                     raise died(i) from None
                 if kind == "usererror":
                     raise UserError(f"worker {i} ({devices[i]}): {payload}")
+                if kind == "loaderror":
+                    raise ModelLoadError(f"worker {i} ({devices[i]}): {payload}")
                 if kind == "error":
                     raise WorkerDied(f"worker {i} ({devices[i]}) failed: {payload}")
                 if kind == "ready":

@@ -5,7 +5,7 @@ must be on a filesystem every node sees; the driver owns the ledger and the sche
 """
 from __future__ import annotations
 
-from imaginarynet.errors import UserError, WorkerDiedError, require
+from imaginarynet.errors import ModelLoadError, UserError, WorkerDiedError, require
 from imaginarynet.executors.base import PREFETCH, least_loaded
 from imaginarynet.work import UnitWorker
 
@@ -60,5 +60,7 @@ def _explain(exc, index: int) -> Exception:
     cause = getattr(exc, "cause", None)
     if isinstance(cause, UserError):
         return UserError(f"ray actor {index}: {cause}")
+    if isinstance(cause, ModelLoadError):
+        return ModelLoadError(f"ray actor {index}: {cause}")
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return WorkerDiedError(f"ray actor {index} failed: {first}")

@@ -54,12 +54,12 @@ def merge_shard_ledgers(out: OutputDir, main: Ledger) -> int:
     have = {(r["class"], r["k"]) for r in main.records}
     added = 0
     for path in out.shard_ledgers():
-        new = []
+        batches: dict[int, list[dict]] = {}  # each shard batch stays one batch: repairs re-run it whole
         for rec in Ledger(path, read_only=True).records:
             if (rec["class"], rec["k"]) not in have:
                 have.add((rec["class"], rec["k"]))
-                new.append({k: v for k, v in rec.items() if k not in ("b", "n")})
-        for start in range(0, len(new), 256):
-            main.append_batch(new[start:start + 256])
-        added += len(new)
+                batches.setdefault(rec["b"], []).append({k: v for k, v in rec.items() if k not in ("b", "n")})
+        for batch in batches.values():
+            main.append_batch(batch)
+            added += len(batch)
     return added
