@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from imaginarynet.config import DEFAULTS, DTYPES, ENGINES, SCHEDULERS
-from imaginarynet.errors import Interrupted, ModelLoadError, StorageError, UserError, WorkerDiedError
+from imaginarynet.errors import Interrupted, Reported, StorageError, UserError
 
 
 class DefaultGroup(click.Group):
@@ -527,19 +527,8 @@ def main(argv=None):
         sys.exit(exc.exit_code)
     except click.Abort:
         _fail(None, "aborted", 130)
-    except UserError as exc:
-        _fail(exc, f"imaginarynet: error: {exc}", 2)
-    except ModelLoadError as exc:
-        _fail(exc, f"imaginarynet: error: {exc}; nothing was lost (IMAGINARYNET_DEBUG=1 shows the traceback)", 1)
-    except WorkerDiedError as exc:
-        _fail(exc, f"imaginarynet: error: {exc}; finished work is kept, run the same command again to resume", 1)
-    except StorageError as exc:
-        _fail(exc, f"imaginarynet: error: {exc}; finished work is kept: make room and run the same command "
-              "again to resume", 1)
-    except Interrupted as exc:
-        name = signal.Signals(exc.signum).name
-        _fail(exc, f"interrupted by {name}; finished work is kept: run the same command again to resume",
-              128 + exc.signum)
+    except Reported as exc:  # ours: each error knows its line and exit status (errors.py)
+        _fail(exc, exc.line(), exc.exit_code)
     except KeyboardInterrupt as exc:
         _fail(exc, "interrupted; run the same command again to resume", 130)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,8 +1,24 @@
-"""Exceptions that the CLI turns into one-line messages instead of tracebacks."""
+"""Exceptions that the CLI turns into one line and an exit status instead of a traceback.
+
+Each carries its exit status and its line (`Reported`), so the CLI has one handler for all of them.
+"""
+from __future__ import annotations
 
 
-class UserError(Exception):
+class Reported(BaseException):
+    """What the user reads (`line()`) and the exit status (`exit_code`). A BaseException so that `except`
+    accepts it; every subclass but Interrupted is also an Exception."""
+
+    exit_code = 1
+
+    def line(self) -> str:
+        return f"imaginarynet: error: {self}"
+
+
+class UserError(Reported, Exception):
     """Bad input from the user: reported in one line, exit status 2."""
+
+    exit_code = 2
 
 
 class MissingDependency(UserError):
@@ -24,25 +40,42 @@ def require(module: str, extra: str, feature: str):
         raise MissingDependency(module.split(".")[0], extra, feature) from exc
 
 
-class WorkerDiedError(Exception):
+class WorkerDiedError(Reported, Exception):
     """A worker process or actor failed; reported in one line, exit status 1."""
 
+    def line(self) -> str:
+        return f"imaginarynet: error: {self}; finished work is kept, run the same command again to resume"
 
-class Interrupted(BaseException):
+
+class ModelLoadError(Reported, Exception):
+    """A stage's model failed to load (corrupt weights, a plugin's load() raising): one line naming the
+    stage, the model and the cause, exit status 1; IMAGINARYNET_DEBUG=1 shows the traceback."""
+
+    def line(self) -> str:
+        return f"imaginarynet: error: {self}; nothing was lost (IMAGINARYNET_DEBUG=1 shows the traceback)"
+
+
+class StorageError(Reported, Exception):
+    """The output folder cannot take more data (disk full, read-only): one line, exit status 1."""
+
+    def line(self) -> str:
+        return (f"imaginarynet: error: {self}; finished work is kept: make room and run the same command again "
+                "to resume")
+
+
+class Interrupted(Reported):
     """SIGTERM or SIGINT: finished work is committed, the run stops, exit status 128 + signal."""
 
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
+        self.exit_code = 128 + signum
 
+    def line(self) -> str:
+        import signal
 
-class StorageError(Exception):
-    """The output folder cannot take more data (disk full, read-only): one line, exit status 1."""
-
-
-class ModelLoadError(Exception):
-    """A stage's model failed to load (corrupt weights, a plugin's load() raising): one line naming the
-    stage, the model and the cause, exit status 1; IMAGINARYNET_DEBUG=1 shows the traceback."""
+        name = signal.Signals(self.signum).name
+        return f"interrupted by {name}; finished work is kept: run the same command again to resume"
 
 
 def first_line(exc: BaseException) -> str:
