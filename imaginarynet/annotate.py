@@ -22,6 +22,7 @@ from imaginarynet.fsutil import remove_temporaries
 from imaginarynet.ledger import Ledger, new_attempt
 from imaginarynet.outdir import OutputDir
 from imaginarynet.report import finish_report
+from imaginarynet.runstate import RunState
 from imaginarynet.work import stage_images
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -58,10 +59,11 @@ def run_annotate(cfg, log=print) -> dict:
     """Returns {"kept", "images", "unreadable": [names], "table": rows}."""
     files = list_images(Path(cfg.source))
     out = OutputDir(cfg.outputdir)
-    with out.locked():
-        if note := out.settle():
+    state = RunState(out)
+    with state.locked():
+        if note := state.settle():
             log(note)
-        previous = out.open_for(cfg)
+        previous = state.open_for(cfg)
         if previous and previous.get("status") == "complete":
             kept = previous["counts"]["kept"]
             finish_report(cfg.report, out.root, f"annotation already complete ({kept} images)", log)
@@ -70,7 +72,7 @@ def run_annotate(cfg, log=print) -> dict:
         remove_temporaries(out.root)
         started = time.time()
         run_record = start_record(cfg)
-        out.write_run(run_record)
+        state.write(run_record)
         ledger = Ledger(out.ledger)
         repair(out, ledger, log)
         done = {r["k"] for r in ledger.records}
@@ -88,7 +90,7 @@ def run_annotate(cfg, log=print) -> dict:
                           counts={"kept": len(entries), "target": len(files), "attempts": len(records)},
                           per_class=table, shortfalls=[], unreadable=unreadable, check=problems or "ok",
                           seconds=round(time.time() - started, 2))
-        out.write_run(run_record)
+        state.write(run_record)
     if problems:
         raise UserError(f"the written dataset fails its check:\n{problems}")
     if cfg.report:

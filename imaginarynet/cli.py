@@ -166,11 +166,12 @@ def parse_backend_options(pairs) -> dict:
 def settle(outputdir: Path) -> None:
     """Before a command reads OUT: put back (or drop) what a killed --overwrite set aside, saying which."""
     from imaginarynet.outdir import OutputDir
+    from imaginarynet.runstate import RunState
 
-    out = OutputDir(outputdir)
-    if out.root.is_dir() and out.leftovers():
-        with storage_errors(outputdir), out.locked():
-            if note := out.settle():
+    state = RunState(OutputDir(outputdir))
+    if state.out.root.is_dir() and state.leftovers():
+        with storage_errors(outputdir), state.locked():
+            if note := state.settle():
                 click.echo(note, err=True)
 
 
@@ -356,10 +357,11 @@ def finalize(outputdir, device, quiet):
     from imaginarynet.monitor import format_pairs, format_table
     from imaginarynet.outdir import OutputDir
     from imaginarynet.pipeline import run
+    from imaginarynet.runstate import RunState
 
     settle(outputdir)
     out = OutputDir(outputdir)
-    previous = out.read_run()
+    previous = RunState(out).read()
     if previous is None:
         raise UserError(f"{outputdir} has no run.json: nothing to finalize")
     cfg = config_from_run(previous, outputdir=outputdir, shard=None, finalize=True, device=device, quiet=quiet,
@@ -449,11 +451,12 @@ def annotate(source, **opts):
 def export(outputdir, fmt, split, images_only, categories, clip_model, clip_pretrained, device):
     """Export a finished dataset as COCO JSON, Detic image-labeled data or a HF imagefolder."""
     from imaginarynet.outdir import OutputDir
+    from imaginarynet.runstate import RunState
 
     settle(outputdir)
     out = OutputDir(outputdir)
     images = out.images
-    with out.locked():
+    with RunState(out).locked():
         _export(outputdir, fmt, split, images_only, categories, clip_model, clip_pretrained, device, images)
 
 
@@ -490,9 +493,10 @@ def proposals(outputdir, method, mode, fmt, split, workers, quiet):
     """Precompute region proposals for WSOD training (resumable per image)."""
     from imaginarynet.exports import make_proposals
     from imaginarynet.outdir import OutputDir
+    from imaginarynet.runstate import RunState
 
     settle(outputdir)
-    with OutputDir(outputdir).locked():
+    with RunState(OutputDir(outputdir)).locked():
         path, images, boxes = make_proposals(outputdir, method, mode, fmt, split, workers, quiet)
     click.echo(f"{path}: {images} images, {boxes} boxes")
 

@@ -23,6 +23,7 @@ from imaginarynet.ledger import Ledger
 from imaginarynet.monitor import EventLog, Progress, kept_total, summary_rows
 from imaginarynet.outdir import OutputDir
 from imaginarynet.plan import AttemptScheduler, parse_shard
+from imaginarynet.runstate import RunState
 from imaginarynet.runtime import worker_devices
 from imaginarynet.work import StageTimer, UnitWorker
 
@@ -69,23 +70,25 @@ class RunSink:
 def run(cfg: RunConfig, log=print) -> RunResult:
     """One run, holding OUT's lock (shared between the --shard slices of one run)."""
     out = OutputDir(cfg.outputdir)
-    with out.locked(shared=bool(cfg.shard)):
+    state = RunState(out)
+    with state.locked(shared=bool(cfg.shard)):
         if cfg.shard:  # slices share the lock: settling a killed --overwrite is a plain run's or finalize's job
-            if out.leftovers():
+            if state.leftovers():
                 raise UserError(f"{out.root}: an interrupted --overwrite left a previous dataset set aside; run "
                                 "the plain command (without --shard) or `imaginarynet finalize` first")
-        elif note := out.settle(carry_on=cfg.overwrite):
+        elif note := state.settle(carry_on=cfg.overwrite):
             log(note)
-        aside = out.set_aside() if cfg.overwrite else None
+        aside = state.set_aside() if cfg.overwrite else None
         try:
-            return _run(cfg, out, log, aside)
+            return _run(cfg, state, log, aside)
         except BaseException:
             if aside is not None and aside.exists():  # the new run failed before its first batch
-                out.restore(aside)
+                state.restore(aside)
             raise
 
 
-def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
+def _run(cfg: RunConfig, state: RunState, log, aside) -> RunResult:
+    out = state.out
     labels = [c.label for c in cfg.classes]
     target = sum(cfg.quotas)
 
@@ -94,7 +97,7 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
             shutil.rmtree(aside, ignore_errors=True)
 
     # 1. A finished run does no work.
-    previous = out.open_for(cfg)
+    previous = state.open_for(cfg)
     if previous and previous.get("status") == "complete":
         kept = previous["counts"]["kept"]
         from imaginarynet.report import finish_report
@@ -106,7 +109,7 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
         remove_temporaries(out.root)
     started = time.time()
     run_record = start_record(cfg)
-    out.write_run(run_record)
+    state.write(run_record)
     timer = StageTimer((previous or {}).get("timings"))
     devices = worker_devices(cfg)
     engine, executor = executors.pick(cfg, devices)  # one executor for the slice and the fill
@@ -161,7 +164,7 @@ def _run(cfg: RunConfig, out: OutputDir, log, aside) -> RunResult:
             counts={"kept": len(entries), "target": target, "attempts": sum(sched.attempted)},
             per_class=table, seconds=round(time.time() - started, 2), check=problems or "ok",
             timings=timer.rounded(), **scene_counts)
-        out.write_run(run_record)
+        state.write(run_record)
         events.write("end", kept=len(entries), target=target, shortfalls=[s["class"] for s in shortfalls])
     if cfg.report:
         from imaginarynet.report import write_report

@@ -11,6 +11,7 @@ from imaginarynet.classes import ImageClass
 from imaginarynet.dataset import read_metadata
 from imaginarynet.errors import UserError
 from imaginarynet.outdir import OutputDir
+from imaginarynet.runstate import RunState
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Dataset:
 
 def read_run(root: Path) -> dict:
     """run.json of an output directory, or a one-line error."""
-    run = OutputDir(root).read_run()
+    run = RunState(OutputDir(root)).read()
     if run is None:
         raise UserError(f"{root} is not an ImaginaryNet output directory (no run.json)")
     return run
