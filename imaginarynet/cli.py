@@ -15,8 +15,8 @@ from pathlib import Path
 
 import click
 
-from imaginarynet.config import DEFAULTS, DTYPES, ENGINES, SCHEDULERS
 from imaginarynet.errors import Interrupted, Reported, StorageError, UserError
+from imaginarynet.flags import GENERATE, flags
 
 
 class DefaultGroup(click.Group):
@@ -36,116 +36,6 @@ def cli():
     """Generate synthetic training sets for weakly/semi-supervised object detection.
 
     Run `imaginarynet generate --help` (or just `imaginarynet --num ... --classfile ...`)."""
-
-
-def _generate_options(f):
-    D = DEFAULTS
-    opts = [
-        click.option("--num", type=int, help="Total images in the dataset, split evenly across classes "
-                     "(earlier classes get the remainder). Default: 100 per class."),
-        click.option("--per-class", type=int, help="Images per class (instead of --num)."),
-        click.option("--classfile", default=D["classfile"], show_default=True,
-                     help="Class file path, or a bundled name: voc, coco."),
-        click.option("--outputdir", default=D["outputdir"], show_default=True, type=click.Path(path_type=Path),
-                     help="Output directory (a VOCdevkit root)."),
-        click.option("--seed", type=int, default=D["seed"], show_default=True, help="Run seed."),
-        click.option("--backend", default=D["backend"], show_default=True,
-                     help="Text-to-image backend: stablediffusion, dalle-mini, an installed plugin's name "
-                     "(see `imaginarynet backends`) or module:Class."),
-        click.option("--backend-option", "backend_option", multiple=True, metavar="KEY=VALUE",
-                     help="Option for the backend (repeatable); values are JSON or plain strings."),
-        click.option("--template", help="Prompt template; {name} is the class display name, {names} the "
-                     "English list of every prompted class with articles ('a dog, a cat and an apple') "
-                     "[default: 'A photo of a {name}.'; 'A photo of {names}.' with --objects-per-image above 1]."),
-        click.option("--objects-per-image", default=D["objects_per_image"], show_default=True, metavar="N|MIN-MAX",
-                     help="Classes prompted per image: the image's own (primary) class plus extra classes drawn "
-                     "per attempt from the seed; every prompted class must pass --clip / --detector and "
-                     "becomes a label."),
-        click.option("--cooccurrence", "cooccurrence_file", metavar="FILE", help="JSON {label: {label: weight}} "
-                     "biasing which classes share an image: missing pairs weigh 1, 0 forbids a pair."),
-        click.option("--gpt", is_flag=True, help="Expand prompts with GPT-2."),
-        click.option("--gpt-model", default=D["gpt_model"], show_default=True, help="GPT-2 hub id or local folder."),
-        click.option("--gpt-max-tokens", type=int, default=D["gpt_max_tokens"], show_default=True,
-                     help="Length of an expanded prompt in GPT-2 tokens, template included."),
-        click.option("--llm", metavar="ID|DIR", help="Captions from an instruction-tuned chat model (transformers, "
-                     "with a chat template), e.g. Qwen/Qwen2.5-0.5B-Instruct; instead of --gpt."),
-        click.option("--llm-instruction", help="Instruction for --llm; {name} is the class display name "
-                     "[default: asks for one realistic photo caption containing the name]."),
-        click.option("--llm-max-tokens", type=int, default=D["llm_max_tokens"], show_default=True,
-                     help="New tokens per caption at most."),
-        click.option("--clip", is_flag=True, help="Keep only images CLIP assigns to their class."),
-        click.option("--clip-model", default=D["clip_model"], show_default=True, help="open_clip architecture."),
-        click.option("--clip-pretrained", default=D["clip_pretrained"], show_default=True,
-                     help="open_clip weights: a tag, a local weights file or local-dir:FOLDER."),
-        click.option("--threshold", type=float, default=D["threshold"], show_default=True,
-                     help="Minimum CLIP probability of the image's own class."),
-        click.option("--detector", metavar="ID|DIR", help="Open-vocabulary detector for boxes: a transformers "
-                     "zero-shot detector, e.g. google/owlv2-base-patch16-ensemble. Keeps only images with a box "
-                     "of their own class."),
-        click.option("--box-threshold", type=float, help="Minimum detector score of a box [default: the "
-                     "family's, 0.1 for OWLv2/OWL-ViT, 0.35 for Grounding DINO]."),
-        click.option("--nms-iou", type=float, default=D["nms_iou"], show_default=True,
-                     help="IoU above which class-wise NMS drops the weaker of two boxes."),
-        click.option("--label-other-detections", is_flag=True, help="Also write boxes of classes other than the "
-                     "prompted one as labels (always kept in metadata.jsonl)."),
-        click.option("--dedup", type=float, metavar="T", help="Reject an image whose CLIP embedding has cosine "
-                     ">= T with an earlier kept image of its class (refilled; decided in attempt order)."),
-        click.option("--max-attempts", type=int, help="Attempt cap per class when images are rejected (CLIP, "
-                     "safety checker) [default: 4x quota]."),
-        click.option("--keep-rejected", is_flag=True, help="Also save CLIP-rejected images under OUT/rejected/."),
-        click.option("--strict", is_flag=True, help="Exit 1 when a class cannot fill its quota."),
-        click.option("--cpu", is_flag=True, help="Run the CLIP filter on the CPU (keeps GPU memory for the "
-                     "generator)."),
-        click.option("--sd-model", default=D["sd_model"], show_default=True,
-                     help="diffusers text-to-image pipeline: hub id or local folder."),
-        click.option("--steps", type=int, help="Denoising steps [default: the model family's, e.g. 50 for SD, "
-                     "1 for Turbo]."),
-        click.option("--guidance", type=float, help="Classifier-free guidance scale [default: the family's, "
-                     "e.g. 7.5 for SD 1.x, 5.0 for SDXL, 0 for Turbo]."),
-        click.option("--resolution", type=int, help="Image size in pixels, a multiple of 8 [default: the model's "
-                     "native size, e.g. 512 for SD 1.5, 1024 for SDXL]."),
-        click.option("--negative-prompt", help="Negative prompt for every image."),
-        click.option("--scheduler", type=click.Choice(SCHEDULERS),
-                     help="Replace the model's scheduler [default: the model's own]."),
-        click.option("--no-safety-checker", "no_safety_checker", is_flag=True,
-                     help="Disable the model's safety checker (flagged images are otherwise dropped)."),
-        click.option("--dalle-model", default=D["dalle_model"], show_default=True,
-                     help="DalleBart checkpoint: hub id or local folder."),
-        click.option("--vqgan-model", default=D["vqgan_model"], show_default=True,
-                     help="VQGAN checkpoint: hub id or local folder."),
-        click.option("--condition-scale", type=float, default=D["condition_scale"], show_default=True,
-                     help="DALL·E mini super-conditioning scale."),
-        click.option("--top-k", type=int, help="DALL·E mini top-k sampling [default: the model config's]."),
-        click.option("--top-p", type=float, help="DALL·E mini nucleus sampling."),
-        click.option("--temperature", type=float, help="DALL·E mini sampling temperature."),
-        click.option("--batch-size", type=int, default=D["batch_size"], show_default=True,
-                     help="Images per model call."),
-        click.option("--dtype", type=click.Choice(DTYPES), default=D["dtype"],
-                     show_default=True, help="auto: fp16 on CUDA, fp32 on CPU."),
-        click.option("--compile", "compile", is_flag=True,
-                     help="torch.compile the denoiser (minutes of warm-up, then faster; for long runs)."),
-        click.option("--cpu-offload", is_flag=True, help="Keep models on the CPU until used (GPUs with ~8 GB)."),
-        click.option("--tf32", is_flag=True, help="Allow TF32 matmuls on Ampere and newer GPUs."),
-        click.option("--workers", type=int, default=D["workers"], show_default=True,
-                     help="Worker processes on --device (the CPU, for instance), each pulling work units."),
-        click.option("--devices", help="One worker per device: cuda:0,cuda:1,... or 'all'."),
-        click.option("--engine", type=click.Choice(ENGINES), default=D["engine"], show_default=True,
-                     help="Where workers run: local processes, or Ray actors (pip install 'imaginarynet[ray]')."),
-        click.option("--ray-address", help="Ray cluster to join (default: start a local one)."),
-        click.option("--shard", metavar="I/N", help="Run slice I of N (a job array task); the last slice to "
-                     "finish assembles the dataset."),
-        click.option("--device", help="torch/jax device for everything, e.g. cuda:0 or cpu [default: cuda if "
-                     "present]."),
-        click.option("--overwrite", is_flag=True, help="Delete a previous run in --outputdir and start again."),
-        click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary table."),
-        click.option("--log-json", type=click.Path(path_type=Path, dir_okay=False),
-                     help="Append machine-readable events to FILE: one JSON line per batch."),
-        click.option("--no-report", "no_report", is_flag=True, help="Skip OUT/report/index.html at the end."),
-        click.option("--dry-run", is_flag=True, help="Print the plan (quotas, models, layout, disk) and load nothing."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
 
 
 def parse_backend_options(pairs) -> dict:
@@ -200,7 +90,7 @@ def build_config(opts: dict):
 
 
 @cli.command()
-@_generate_options
+@flags(*GENERATE)
 def generate(**opts):
     """Generate a dataset: prompts → text-to-image → (CLIP filter) → Pascal VOC."""
     from imaginarynet.monitor import format_pairs, format_table
@@ -235,7 +125,7 @@ def generate(**opts):
 
 
 @cli.command()
-@_generate_options
+@flags(*GENERATE)
 @click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Download here instead of the default Hugging Face / open_clip caches "
               "(then set HF_HUB_CACHE to it for the runs).")
@@ -263,9 +153,7 @@ def report(outputdir):
 
 @cli.command()
 @click.argument("voc", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--classfile", default=DEFAULTS["classfile"], show_default=True,
-              help="Class file path, or a bundled name: voc, coco.")
-@click.option("--split", default="trainval", show_default=True, help="Split to read; 'all' reads every XML.")
+@flags("classfile", "split", split={"help": "Split to read; 'all' reads every XML."})
 @click.option("--unseen", type=float, default=0.0, show_default=True,
               help="Weight of the pairs that never share an image (0 forbids them).")
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
@@ -320,10 +208,8 @@ def _deps_import(cls) -> bool:
 
 
 @cli.command()
-@click.option("--outputdir", default="imaginarynet-demo", show_default=True, type=click.Path(path_type=Path))
-@click.option("--num", type=int, default=40, show_default=True)
-@click.option("--overwrite", is_flag=True)
-@click.option("--quiet", "-q", is_flag=True)
+@flags("outputdir", "num", "overwrite", "quiet", outputdir={"default": "imaginarynet-demo"},
+       num={"default": 40, "show_default": True, "help": "Total images."})
 def demo(outputdir, num, overwrite, quiet):
     """Run the whole pipeline offline on tiny random models (images are noise)."""
     from imaginarynet.outdir import OutputDir
@@ -349,8 +235,7 @@ def demo(outputdir, num, overwrite, quiet):
 
 @cli.command()
 @click.argument("outputdir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--device", help="Device, if attempts are still missing and models must run.")
-@click.option("--quiet", "-q", is_flag=True)
+@flags("device", "quiet", device={"help": "Device, if attempts are still missing and models must run."})
 def finalize(outputdir, device, quiet):
     """Assemble a dataset from --shard runs (the last shard does this by itself)."""
     from imaginarynet.config import config_from_run
@@ -379,7 +264,7 @@ def finalize(outputdir, device, quiet):
 @click.argument("outputdir", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["voc", "coco", "detic", "yolo"]), default="voc",
               show_default=True, help="voc checks the dataset; coco/detic/yolo check the files `export` wrote.")
-@click.option("--split", default="trainval", show_default=True, help="Split of the export to check.")
+@flags("split", split={"help": "Split of the export to check."})
 def check(outputdir, fmt, split):
     """Validate a dataset against what downstream loaders require; exit 1 on any problem."""
     from imaginarynet.check import format_problems
@@ -395,24 +280,9 @@ def check(outputdir, fmt, split):
 
 @cli.command()
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option("--classfile", default=DEFAULTS["classfile"], show_default=True,
-              help="Class file path, or a bundled name: voc, coco.")
-@click.option("--outputdir", default=DEFAULTS["outputdir"], show_default=True, type=click.Path(path_type=Path),
-              help="Output directory (a VOCdevkit root).")
-@click.option("--detector", metavar="ID|DIR", help="Open-vocabulary detector for boxes (see generate --help).")
-@click.option("--box-threshold", type=float, help="Minimum detector score of a box [default: the family's].")
-@click.option("--nms-iou", type=float, default=DEFAULTS["nms_iou"], show_default=True)
-@click.option("--label-other-detections", is_flag=True, help="Also write boxes of the other classes as labels.")
-@click.option("--clip", is_flag=True, help="Classify with CLIP: an image's class is CLIP's top-1, kept if its "
-              "probability reaches --threshold.")
-@click.option("--clip-model", default=DEFAULTS["clip_model"], show_default=True)
-@click.option("--clip-pretrained", default=DEFAULTS["clip_pretrained"], show_default=True)
-@click.option("--threshold", type=float, default=DEFAULTS["threshold"], show_default=True)
-@click.option("--batch-size", type=int, default=DEFAULTS["batch_size"], show_default=True)
-@click.option("--device", help="Device for the models [default: cuda if present].")
-@click.option("--cpu", is_flag=True, help="Run CLIP on the CPU.")
-@click.option("--quiet", "-q", is_flag=True)
-@click.option("--no-report", "no_report", is_flag=True)
+@flags("classfile", "outputdir", "detector", "filter", "batch_size", "device", "quiet", "no_report",
+       clip={"help": "Classify with CLIP: an image's class is CLIP's top-1, kept if its probability reaches "
+                     "--threshold."})
 def annotate(source, **opts):
     """Run the CLIP filter and/or the detector on existing images (JPEG, PNG, WebP) into the same OUT layout."""
     from imaginarynet.annotate import list_images, run_annotate
@@ -439,15 +309,13 @@ def annotate(source, **opts):
 @cli.command()
 @click.argument("outputdir", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["coco", "detic", "imagefolder", "yolo"]), required=True)
-@click.option("--split", default="trainval", show_default=True, help="Which ImageSets/Main split to export.")
+@flags("split", split={"help": "Which ImageSets/Main split to export."})
 @click.option("--images-only", is_flag=True, help="COCO without annotations (SSOD unlabeled set).")
 @click.option("--categories", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Detic: an LVIS-style categories JSON to map labels onto (ids and synonyms).")
-@click.option("--clip-model", default=DEFAULTS["clip_model"], show_default=True,
-              help="Detic embeddings: open_clip model.")
-@click.option("--clip-pretrained", default=DEFAULTS["clip_pretrained"], show_default=True,
-              help="Detic embeddings: weights.")
-@click.option("--device", default="cpu", show_default=True, help="Device for the Detic text embeddings.")
+@flags("clip_model", "clip_pretrained", "device", clip_model={"help": "Detic embeddings: open_clip model."},
+       clip_pretrained={"help": "Detic embeddings: open_clip weights."},
+       device={"default": "cpu", "show_default": True, "help": "Device for the Detic text embeddings."})
 def export(outputdir, fmt, split, images_only, categories, clip_model, clip_pretrained, device):
     """Export a finished dataset as COCO JSON, Detic image-labeled data or a HF imagefolder."""
     from imaginarynet.outdir import OutputDir
@@ -486,9 +354,8 @@ def _export(outputdir, fmt, split, images_only, categories, clip_model, clip_pre
 @click.option("--mode", type=click.Choice(["fast", "quality"]), default="fast", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["oicr", "pcl"]), default="oicr", show_default=True,
               help="oicr: .mat, [y1 x1 y2 x2] 1-based; pcl: .pkl for PCL/wetectron, [x1 y1 x2 y2] 0-based.")
-@click.option("--split", default="trainval", show_default=True)
-@click.option("--workers", type=int, default=None, help="Processes [default: all cores].")
-@click.option("--quiet", "-q", is_flag=True)
+@flags("split", "workers", "quiet", workers={"default": None, "show_default": False,
+                                           "help": "Processes [default: all cores]."})
 def proposals(outputdir, method, mode, fmt, split, workers, quiet):
     """Precompute region proposals for WSOD training (resumable per image)."""
     from imaginarynet.exports import make_proposals

@@ -23,7 +23,7 @@ LAYERS = {
     5: ["executors."],
     6: ["monitor", "finalize", "exports", "annotate", "report", "dryrun", "download", "testing"],
     7: ["pipeline"],
-    8: ["cli", "__main__"],
+    8: ["cli", "flags", "__main__"],
 }
 MODEL_LIBRARIES = {"torch", "torchvision", "jax", "flax", "diffusers", "transformers", "open_clip", "tokenizers",
                    "accelerate", "ray", "cv2"}
