@@ -4,7 +4,7 @@
 
 Each line compares ImaginaryNet with a baseline doing the same work on the same model in the same
 process (or the same kind of process), so the ratios hold on any machine; absolute images/s are
-printed too (with the device). Models come from imaginarynet.testing (random weights, real formats).
+printed too (with the device). Models come from tests/tiny_models.py (random weights, real formats).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tiny_models: the tests' builders
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -288,11 +289,11 @@ def bench_workers(models, work: Path, n: int) -> None:
 def bench_dalle(fixtures: Path) -> None:
     import jax
     import numpy as np
+    from tiny_models import dalle_generate_uncached
 
     from imaginarynet.backends.dalle_mini import dallebart as db
     from imaginarynet.backends.dalle_mini.loading import config_from, load_params
     from imaginarynet.backends.dalle_mini.shapes import count, dallebart_shapes
-    from imaginarynet.testing import dalle_generate_uncached
 
     folder = fixtures / "dalle_mini" / "dallebart"
     if not folder.exists():
@@ -369,11 +370,11 @@ def bench_llm(n: int) -> None:
     """--llm samples captions in blocks of 16 (one generate call per block) vs one generate call per
     caption, same tiny chat model, same instruction and length; raw samples before cleaning."""
     import torch
+    from tiny_models import build_tiny_chat_lm
 
     from imaginarynet.classes import ImageClass
     from imaginarynet.config import RunConfig
     from imaginarynet.prompts import llm
-    from imaginarynet.testing import build_tiny_chat_lm
 
     model_dir = build_tiny_chat_lm(Path(tempfile.mkdtemp()) / "chat")
     cfg = RunConfig(classfile="x", classes=[ImageClass("dog", "dog")], outputdir=Path(tempfile.mkdtemp()),
@@ -468,7 +469,7 @@ def main() -> None:
     ap.add_argument("--write", type=Path, help="write the table to this markdown file")
     ap.add_argument("--only", nargs="*", type=int, help="run only these benchmark numbers")
     args = ap.parse_args()
-    from imaginarynet.testing import build_tiny_models
+    from tiny_models import build_tiny_models
 
     models = build_tiny_models()
     fixtures = Path(__file__).resolve().parents[1] / "tests" / "fixtures"

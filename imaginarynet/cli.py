@@ -212,11 +212,11 @@ def _deps_import(cls) -> bool:
        num={"default": 40, "show_default": True, "help": "Total images."})
 def demo(outputdir, num, overwrite, quiet):
     """Run the whole pipeline offline on tiny random models (images are noise)."""
+    from imaginarynet.demo import build_demo_models
     from imaginarynet.outdir import OutputDir
-    from imaginarynet.testing import build_tiny_models
 
     click.echo("Building tiny random models (once, cached)...", err=True)
-    models = build_tiny_models()
+    models = build_demo_models()
     args = ["--num", str(num), "--classfile", "voc", "--outputdir", str(outputdir), "--sd-model", str(models["sd"]),
             "--steps", "2", "--resolution", "64", "--batch-size", "4"]
     # No --clip here: a CLIP with random weights sends every noise image to the same class, so the

@@ -317,7 +317,7 @@ GD_TEXT = "dog . dining table . cat ."
 
 @pytest.fixture(scope="module")
 def tiny_gdino(tmp_path_factory):
-    from imaginarynet.testing import build_tiny_grounding_dino
+    from tiny_models import build_tiny_grounding_dino
 
     return build_tiny_grounding_dino(tmp_path_factory.mktemp("gdino") / "model")
 

@@ -11,11 +11,12 @@ from PIL import Image
 
 jax.config.update("jax_threefry_partitionable", False)  # the original's PRNG stream (fixture README)
 
+from tiny_models import dalle_generate_uncached  # noqa: E402
+
 from imaginarynet.backends.dalle_mini import dallebart as db  # noqa: E402
 from imaginarynet.backends.dalle_mini import vqgan as vq  # noqa: E402
 from imaginarynet.backends.dalle_mini.loading import config_from, load_params  # noqa: E402
 from imaginarynet.backends.dalle_mini.text import TextNormalizer  # noqa: E402
-from imaginarynet.testing import dalle_generate_uncached  # noqa: E402
 
 F = FIXTURES / "dalle_mini"
 ATOL = 1e-4
@@ -235,7 +236,7 @@ def test_checkpoint_layout_matches_published_tree():
 
 
 def test_cli_dalle_mini_writes_a_valid_256px_voc_dataset(tiny, tmp_path):
-    from imaginarynet.testing import build_tiny_dalle
+    from tiny_models import build_tiny_dalle
 
     models = build_tiny_dalle(tmp_path / "dalle")
     classes = write_classfile(tmp_path / "c.txt", ["dog", "cat"])
@@ -266,7 +267,7 @@ def test_batch_split_across_local_devices_keeps_the_images(tmp_path):
     """Data parallel over two (virtual CPU) devices gives the same tokens as one device."""
     import os
 
-    from imaginarynet.testing import build_tiny_dalle
+    from tiny_models import build_tiny_dalle
 
     models = build_tiny_dalle(tmp_path / "dalle")
     classes = write_classfile(tmp_path / "c.txt", ["dog", "cat"])

@@ -138,8 +138,7 @@ def test_kill_9_then_resume_equals_uninterrupted(tiny_sd_args, tmp_path):
 def test_safety_checker_flags_are_dropped_not_written(tmp_path):
     import torch
     from diffusers import StableDiffusionPipeline
-
-    from imaginarynet.testing import build_tiny_sd
+    from tiny_models import build_tiny_sd
 
     model = build_tiny_sd(tmp_path / "sd-checked", safety_checker=True)
     pipe = StableDiffusionPipeline.from_pretrained(model)

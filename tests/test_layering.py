@@ -21,7 +21,7 @@ LAYERS = {
     3: ["prompts.", "filters.", "detectors.", "writers.", "backends.", "check", "proposals", "dedup", "cooccurrence"],
     4: ["work"],
     5: ["executors."],
-    6: ["monitor", "finalize", "exports", "annotate", "report", "dryrun", "download", "testing"],
+    6: ["monitor", "finalize", "exports", "annotate", "report", "dryrun", "download", "demo"],
     7: ["pipeline"],
     8: ["cli", "flags", "__main__"],
 }

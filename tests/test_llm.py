@@ -9,7 +9,7 @@ from imaginarynet.prompts.llm import clean_caption
 
 @pytest.fixture(scope="module")
 def chat_lm(tmp_path_factory):
-    from imaginarynet.testing import build_tiny_chat_lm
+    from tiny_models import build_tiny_chat_lm
 
     return build_tiny_chat_lm(tmp_path_factory.mktemp("chat") / "model")
 

@@ -82,7 +82,7 @@ def test_bad_backends_are_one_line_errors(plugin_path, tmp_path, backend, messag
 
 
 def test_sdxl_pipeline_with_family_defaults(tmp_path):
-    from imaginarynet.testing import build_tiny_sdxl
+    from tiny_models import build_tiny_sdxl
 
     model = build_tiny_sdxl(tmp_path / "sdxl")
     classes = write_classfile(tmp_path / "c.txt", ["dog", "cat"])

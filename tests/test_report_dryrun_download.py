@@ -258,7 +258,7 @@ def test_report_shows_only_applicable_options_and_prompts_under_images(reported)
 
 
 def test_download_covers_the_detector_and_the_llm(tiny, tmp_path):
-    from imaginarynet.testing import build_tiny_chat_lm
+    from tiny_models import build_tiny_chat_lm
 
     chat = build_tiny_chat_lm(tmp_path / "chat")
     res = run_cli(["download", "--sd-model", tiny["sd"], "--llm", chat, "--detector", tiny["owlv2"]], timeout=120)

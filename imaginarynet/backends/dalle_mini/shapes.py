@@ -1,6 +1,6 @@
 """Parameter shapes of the published checkpoint layouts, from a config alone.
 
-Used to build tiny random checkpoints (imaginarynet.testing) and to compute
+Used to build tiny random checkpoints (tests/tiny_models.py) and to compute
 the memory of real-size models (benchmarks) without downloading them.
 """
 from __future__ import annotations

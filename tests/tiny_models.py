@@ -1,118 +1,39 @@
-"""Tiny random models written to disk in the real formats, for tests, the demo and benchmarks.
-
-Nothing here downloads: tokenizers are built from scratch, weights are random,
-and every model is saved exactly as a real checkpoint is (save_pretrained,
-open_clip config + weights, Flax msgpack), so the product loads it through its
-normal code path. Images from these models are noise.
-"""
+"""Tiny random models in the real formats for the tests and benchmarks (the demo's own are in
+imaginarynet/demo.py): SDXL, open_clip CLIP, OWLv2, Grounding DINO, a Qwen2 chat model, DalleBart + VQGAN, and
+the uncached DALL·E decoder the cached sampler is checked and measured against. Not part of the package."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
-_SENTENCES = [
-    "A photo of a dog running on the grass in the park.",
-    "A photo of a cat sleeping on a sofa next to the window.",
-    "A photo of a car parked in front of a house at night.",
-    "A photo of a person riding a bicycle down the street.",
-    "A photo of an aeroplane flying over the sea and a boat.",
-    "a bird, a bottle, a bus, a chair, a cow, a dining table, a horse, a motorbike.",
-    "a potted plant, a sheep, a train and a tv monitor in the living room.",
-]
+from imaginarynet.demo import (
+    SENTENCES,
+    build_demo_models,
+    build_tiny_gpt2,
+    build_tiny_sd,
+    clip_text_config,
+    clip_tokenizer,
+    default_cache,
+    is_built,
+    mark_built,
+)
 
-
-def default_cache() -> Path:
-    base = os.environ.get("IMAGINARYNET_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "imaginarynet")
-    return Path(base) / "tiny-models"
-
-
-def _done(folder: Path) -> bool:
-    return (folder / ".complete").exists()
-
-
-def _mark(folder: Path) -> Path:
-    (folder / ".complete").write_text("")
-    return folder
-
-
-def _byte_alphabet() -> list[str]:
-    """The 256 printable stand-ins byte-level BPE uses for raw bytes (GPT-2's mapping)."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    extra = iter(range(256, 512))
-    return [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
-
-
-def _clip_text(tokenizer, layers: int, max_positions: int = 77, **extra) -> dict:
-    """A 32-wide CLIP text tower's config values over this tokenizer (SD, SDXL and OWLv2 share them)."""
-    return dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                num_attention_heads=4, max_position_embeddings=max_positions, bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **extra)
-
-
-def _clip_tokenizer(folder: Path):
-    """A CLIPTokenizer over the byte-level alphabet with no merges (no download needed)."""
-    from transformers import CLIPTokenizer
-
-    folder.mkdir(parents=True, exist_ok=True)
-    symbols = _byte_alphabet()
-    vocab = {}
-    for s in symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]:
-        vocab.setdefault(s, len(vocab))
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
-
-
-def build_tiny_sd(folder: Path, safety_checker: bool = False) -> Path:
-    """A StableDiffusionPipeline with a 2-level UNet; 64x64 images, ~0.2 s per step on CPU."""
-    folder = Path(folder)
-    if _done(folder):
-        return folder
-    import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(0)
-    tokenizer = _clip_tokenizer(folder / "_tok")
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, norm_num_groups=32, attention_head_dim=4)
-    vae = AutoencoderKL(
-        block_out_channels=(32, 32, 32, 32), in_channels=3, out_channels=3, latent_channels=4,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        norm_num_groups=32, sample_size=64, layers_per_block=1)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**_clip_text(tokenizer, layers=2)))
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              skip_prk_steps=True, steps_offset=1)
-    checker, extractor = (None, None)
-    if safety_checker:
-        checker, extractor = _tiny_safety_checker()
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=checker, feature_extractor=extractor,
-                                   requires_safety_checker=safety_checker)
-    pipe.save_pretrained(folder)
-    shutil.rmtree(folder / "_tok")
-    return _mark(folder)
+__all__ = ["build_tiny_gpt2", "build_tiny_sd", "build_tiny_models"]  # one import place for every builder
 
 
 def build_tiny_sdxl(folder: Path) -> Path:
     """A StableDiffusionXLPipeline (two text encoders, text_time conditioning), 64 px native."""
     folder = Path(folder)
-    if _done(folder):
+    if is_built(folder):
         return folder
     import torch
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(0)
-    tokenizer = _clip_tokenizer(folder / "_tok")
-    text_cfg = _clip_text(tokenizer, layers=2, projection_dim=32)
+    tokenizer = clip_tokenizer(folder / "_tok")
+    text_cfg = clip_text_config(tokenizer, layers=2, projection_dim=32)
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
@@ -131,42 +52,7 @@ def build_tiny_sdxl(folder: Path) -> Path:
         unet=unet, scheduler=scheduler)
     pipe.save_pretrained(folder)
     shutil.rmtree(folder / "_tok")
-    return _mark(folder)
-
-
-def _tiny_safety_checker():
-    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
-    from transformers import CLIPConfig, CLIPImageProcessor
-
-    config = CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-                           image_size=32, patch_size=8),
-        projection_dim=16)
-    checker = StableDiffusionSafetyChecker(config)
-    extractor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    return checker, extractor
-
-
-def build_tiny_gpt2(folder: Path) -> Path:
-    """GPT-2 (2 layers, 32 wide) with a byte-level BPE tokenizer trained here in a second."""
-    folder = Path(folder)
-    if _done(folder):
-        return folder
-    import torch
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
-
-    torch.manual_seed(0)
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(_SENTENCES * 4, vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>"])
-    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>",
-                                  eos_token="<|endoftext|>", unk_token="<|endoftext|>")
-    config = GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=len(tokenizer),
-                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return _mark(folder)
+    return mark_built(folder)
 
 
 def build_tiny_chat_lm(folder: Path) -> Path:
@@ -175,7 +61,7 @@ def build_tiny_chat_lm(folder: Path) -> Path:
     template (written as chat_template.jinja); <|im_end|> is eos (generation stops there), <|endoftext|> pad.
     Loads with AutoTokenizer and AutoModelForCausalLM."""
     folder = Path(folder)
-    if _done(folder):
+    if is_built(folder):
         return folder
     import torch
     from tokenizers import ByteLevelBPETokenizer
@@ -186,7 +72,7 @@ def build_tiny_chat_lm(folder: Path) -> Path:
         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
     torch.manual_seed(0)
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(_SENTENCES * 4 + ["system", "user", "assistant"], vocab_size=400, min_frequency=1,
+    bpe.train_from_iterator(SENTENCES * 4 + ["system", "user", "assistant"], vocab_size=400, min_frequency=1,
                             special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
     tokenizer = Qwen2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|im_end|>",
                                    pad_token="<|endoftext|>", unk_token=None, bos_token=None,
@@ -202,7 +88,7 @@ def build_tiny_chat_lm(folder: Path) -> Path:
                                                pad_token_id=end_of_text)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    return _mark(folder)
+    return mark_built(folder)
 
 
 def build_tiny_owlv2(folder: Path) -> Path:
@@ -210,7 +96,7 @@ def build_tiny_owlv2(folder: Path) -> Path:
     wide, 64x64 input in 16x16 patches (16 boxes per image); loads with AutoModelForZeroShotObjectDetection
     and AutoProcessor like google/owlv2-base-patch16-ensemble."""
     folder = Path(folder)
-    if _done(folder):
+    if is_built(folder):
         return folder
     import torch
     from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
@@ -218,8 +104,8 @@ def build_tiny_owlv2(folder: Path) -> Path:
     torch.manual_seed(0)
     # The processor pads every query to model_max_length (77 here; 16 in the real model, whose BPE has merges:
     # this one spends a token per character, so 16 would not hold "a photo of a potted plant").
-    tokenizer = _clip_tokenizer(folder / "_tok")
-    text = _clip_text(tokenizer, layers=1, max_positions=tokenizer.model_max_length)
+    tokenizer = clip_tokenizer(folder / "_tok")
+    text = clip_text_config(tokenizer, layers=1, max_positions=tokenizer.model_max_length)
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
                   image_size=64, patch_size=16)
     # projection_dim must equal the text width: the class head compares projected queries with patches.
@@ -237,7 +123,7 @@ def build_tiny_owlv2(folder: Path) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     shutil.rmtree(folder / "_tok")
-    return _mark(folder)
+    return mark_built(folder)
 
 
 def build_tiny_grounding_dino(folder: Path) -> Path:
@@ -246,7 +132,7 @@ def build_tiny_grounding_dino(folder: Path) -> Path:
     images resized to shortest edge 64 / longest edge 96; loads with AutoModelForZeroShotObjectDetection and
     AutoProcessor like IDEA-Research/grounding-dino-tiny."""
     folder = Path(folder)
-    if _done(folder):
+    if is_built(folder):
         return folder
     import torch
     from transformers import (
@@ -265,7 +151,7 @@ def build_tiny_grounding_dino(folder: Path) -> Path:
     vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     vocab += [f"[unused{i}]" for i in range(99, 994)] + [chr(c) for c in range(ord("!"), ord("~") + 1)]
     vocab += ["##" + c for c in "0123456789abcdefghijklmnopqrstuvwxyz"]
-    words = {"".join(c if c.isalpha() else " " for c in s.lower()) for s in _SENTENCES}
+    words = {"".join(c if c.isalpha() else " " for c in s.lower()) for s in SENTENCES}
     words = set(" ".join(words).split()) | {"dog", "cat", "dining", "table", "potted", "plant", "person"}
     vocab += sorted(w for w in words if w not in vocab)
     (folder / "_tok").mkdir(parents=True, exist_ok=True)
@@ -297,7 +183,7 @@ def build_tiny_grounding_dino(folder: Path) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     shutil.rmtree(folder / "_tok")
-    return _mark(folder)
+    return mark_built(folder)
 
 
 TINY_CLIP = {
@@ -310,7 +196,7 @@ TINY_CLIP = {
 def build_tiny_clip(folder: Path) -> Path:
     """An open_clip ViT in the hub layout (open_clip_config.json + weights): load as local-dir:FOLDER."""
     folder = Path(folder)
-    if _done(folder):
+    if is_built(folder):
         return folder
     import open_clip
     import torch
@@ -323,7 +209,7 @@ def build_tiny_clip(folder: Path) -> Path:
               "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073],
                                  "std": [0.26862954, 0.26130258, 0.27577711]}}
     (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
-    return _mark(folder)
+    return mark_built(folder)
 
 
 def _bart_tokenizer(folder: Path):
@@ -333,7 +219,7 @@ def _bart_tokenizer(folder: Path):
 
     folder.mkdir(parents=True, exist_ok=True)
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator([s.lower() for s in _SENTENCES] * 4, vocab_size=380, min_frequency=1,
+    bpe.train_from_iterator([s.lower() for s in SENTENCES] * 4, vocab_size=380, min_frequency=1,
                             special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     bpe.save_model(str(folder))
     merges = [tuple(line.split()) for line in (folder / "merges.txt").read_text().splitlines()[1:] if line]
@@ -362,7 +248,7 @@ def build_tiny_dalle(folder: Path) -> Path:
     """DalleBart + VQGAN in the published checkpoint format (config.json + flax_model.msgpack),
     with a 16x16 token grid, so images are 256x256 like the real model's."""
     folder = Path(folder)
-    if _done(folder):
+    if is_built(folder):
         return folder
     import numpy as np
     from flax.serialization import msgpack_serialize
@@ -395,14 +281,14 @@ def build_tiny_dalle(folder: Path) -> Path:
     (folder / "vqgan" / "config.json").write_text(json.dumps(vq, indent=2))
     (folder / "vqgan" / "flax_model.msgpack").write_bytes(msgpack_serialize(vq_params))
     shutil.rmtree(folder / "_tok")
-    return _mark(folder)
+    return mark_built(folder)
 
 
 def build_tiny_models(cache: Path | None = None) -> dict[str, Path]:
-    """Every tiny model the demo needs, built once into the cache."""
+    """The demo's models plus the CLIP and OWLv2 most tests use, built once into the cache."""
     cache = Path(cache) if cache else default_cache()
-    return {"sd": build_tiny_sd(cache / "sd"), "gpt2": build_tiny_gpt2(cache / "gpt2"),
-            "clip": build_tiny_clip(cache / "clip"), "owlv2": build_tiny_owlv2(cache / "owlv2")}
+    return {**build_demo_models(cache), "clip": build_tiny_clip(cache / "clip"),
+            "owlv2": build_tiny_owlv2(cache / "owlv2")}
 
 
 def dalle_generate_uncached(params, cfg, input_ids, attention_mask):
