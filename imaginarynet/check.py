@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from imaginarynet.outdir import OutputDir
+from imaginarynet.writers.voc import read_annotation
 
 SPLITS = ("trainval", "train", "val")
 _ID = re.compile(r"^\d{6}$")
@@ -74,30 +74,26 @@ def check_voc(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
             problems.append((xml_path, "missing annotation"))
             continue
         try:
-            tree = ET.parse(xml_path).getroot()
-            size = tree.find("size")
-            w, h = int(size.findtext("width")), int(size.findtext("height"))
-            names = [o.findtext("name") for o in tree.findall("object")]
-        except (ET.ParseError, AttributeError, TypeError, ValueError) as exc:
+            ann = read_annotation(xml_path)
+        except (OSError, ValueError) as exc:
             problems.append((xml_path, f"unreadable annotation: {exc}"))
             continue
-        if tree.findtext("filename") != f"{i}.jpg":
-            problems.append((xml_path, f"filename is {tree.findtext('filename')!r}, want {i}.jpg"))
+        if ann.size is None:
+            problems.append((xml_path, "unreadable annotation: no integer <size> width and height"))
+            continue
+        (w, h), names = ann.size, [o.name for o in ann.objects]
+        if ann.filename != f"{i}.jpg":
+            problems.append((xml_path, f"filename is {ann.filename!r}, want {i}.jpg"))
         if not names:
             problems.append((xml_path, "no object"))
         for name in names:
             if name not in labels:
                 problems.append((xml_path, f"unknown label {name!r}"))
-        for obj in tree.findall("object"):
-            box = obj.find("bndbox")
-            if box is None:
-                problems.append((xml_path, "object without bndbox"))
+        for obj in ann.objects:
+            if obj.box is None:
+                problems.append((xml_path, obj.problem))
                 continue
-            try:
-                x1, y1, x2, y2 = (int(float(box.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax"))
-            except (TypeError, ValueError):
-                problems.append((xml_path, "bndbox with a missing or non-numeric coordinate"))
-                continue
+            x1, y1, x2, y2 = obj.box
             if not (1 <= x1 <= x2 <= w and 1 <= y1 <= y2 <= h):
                 problems.append((xml_path, f"box {x1},{y1},{x2},{y2} outside the {w}x{h} image"))
         label_of[i] = set(names)

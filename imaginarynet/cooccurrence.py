@@ -8,10 +8,10 @@ the class is in the photo); names not in the class file are ignored.
 """
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from imaginarynet.errors import UserError
+from imaginarynet.writers.voc import read_annotation
 
 
 def voc_folder(path: Path) -> Path:
@@ -37,8 +37,8 @@ def read_label_sets(path: Path, split: str | None) -> list[set[str]]:
     sets = []
     for xml in files:
         try:
-            sets.append({o.findtext("name", "").strip() for o in ET.parse(xml).getroot().findall("object")})
-        except (OSError, ET.ParseError) as exc:
+            sets.append({o.name for o in read_annotation(xml).objects})
+        except (OSError, ValueError) as exc:
             raise UserError(f"{xml}: unreadable annotation ({exc})") from None
     if not sets:
         raise UserError(f"{folder}: no annotations to read")

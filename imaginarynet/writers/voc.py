@@ -1,4 +1,5 @@
-"""Pascal VOC 2007 layout with image-level labels (FORMATS.md, "Pascal VOC").
+"""Pascal VOC 2007 layout with image-level labels (FORMATS.md, "Pascal VOC"): written here, and read here
+(`read_annotation`) for `check` and `cooccurrence`.
 
 Images come from staging (hard-linked when possible); every file is written to a
 temporary name under .state/tmp/ and renamed, so a crash never leaves a half-written
@@ -7,6 +8,8 @@ file, nor a temporary one, inside VOC2007/.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 from imaginarynet.dataset import Entry, image_labels, split_ids, voc_box
@@ -57,3 +60,44 @@ def write_voc(out: OutputDir, entries: list[Entry], labels: list[str]) -> None:
         for label in labels:
             lines = "".join(f"{i} {1 if label in labels_of[i] else -1}\n" for i in ids)
             atomic_write_text(out.imageset(f"{label}_{split}"), lines, tmp_dir=out.tmp)
+
+
+@dataclass(frozen=True)
+class VocObject:
+    name: str  # "" when the XML has none
+    box: tuple[int, int, int, int] | None  # xmin, ymin, xmax, ymax (1-based, inclusive); None if unreadable
+    problem: str | None = None  # why box is None
+
+
+@dataclass(frozen=True)
+class VocAnnotation:
+    filename: str | None
+    size: tuple[int, int] | None  # (width, height); None if missing or not integers
+    objects: list[VocObject]
+
+
+def read_annotation(path: Path) -> VocAnnotation:
+    """One Annotations/*.xml, as any VOC tool writes it; raises ValueError if it is not XML at all."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        size = int(root.findtext("size/width")), int(root.findtext("size/height"))
+    except (TypeError, ValueError):
+        size = None
+    objects = []
+    for obj in root.findall("object"):
+        name = (obj.findtext("name") or "").strip()
+        box = obj.find("bndbox")
+        if box is None:
+            objects.append(VocObject(name, None, "object without bndbox"))
+            continue
+        try:
+            objects.append(VocObject(name, tuple(int(float(box.findtext(k)))
+                                                 for k in ("xmin", "ymin", "xmax", "ymax"))))
+        except (TypeError, ValueError):
+            objects.append(VocObject(name, None, "bndbox with a missing or non-numeric coordinate"))
+    return VocAnnotation(root.findtext("filename"), size, objects)
