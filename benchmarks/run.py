@@ -9,25 +9,37 @@ printed too (with the device). Models come from tests/tiny_models.py (random wei
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tiny_models: the tests' builders
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-ROWS: list[tuple[str, str, str, str]] = []  # (benchmark, measured, target, verdict)
+Row = tuple[str, str, str, str]  # (benchmark, measured, target, verdict)
+BENCHMARKS: dict[int, tuple] = {}  # number -> (function, sizes with --quick, full sizes)
 
 
-def row(name: str, measured: str, target: str, ok: bool | None) -> None:
+def benchmark(number: int, quick: dict | None = None, full: dict | None = None):
+    """Register a benchmark: a generator of rows, called with the context it names (models, work, fixtures)
+    and its sizes; `--only N` picks by number."""
+    def register(fn):
+        BENCHMARKS[number] = (fn, quick or {}, full or {})
+        return fn
+    return register
+
+
+def row(name: str, measured: str, target: str, ok: bool | None) -> Row:
     verdict = "-" if ok is None else ("pass" if ok else "FAIL")
-    ROWS.append((name, measured, target, verdict))
     print(f"{name}: {measured} (target {target}) {verdict}", flush=True)
+    return name, measured, target, verdict
 
 
 def best_of(fn, repeat: int) -> float:
@@ -39,12 +51,13 @@ def best_of(fn, repeat: int) -> float:
     return min(times)
 
 
-def throughput_row(title: str, n: int, ours, baseline, target: float = 0.90) -> None:
+def throughput_row(title: str, n: int, ours, baseline, target: float = 0.90) -> Row:
     """Our stage against the bare library loop on the same n images: warm both, best of 3, throughput ratio."""
     baseline(), ours()
     t_base, t_ours = best_of(baseline, 3), best_of(ours, 3)
     ratio = t_base / t_ours
-    row(title, f"{n / t_ours:.1f} vs {n / t_base:.1f} img/s, ratio {ratio:.3f}", f">= {target:.2f}", ratio >= target)
+    return row(title, f"{n / t_ours:.1f} vs {n / t_base:.1f} img/s, ratio {ratio:.3f}", f">= {target:.2f}",
+               ratio >= target)
 
 
 def random_batches(n: int, bs: int, size: int) -> list[list]:
@@ -68,7 +81,8 @@ def make_config(**kw):
 
 
 # ------------------------------------------------------------------ 1. pipeline overhead
-def bench_overhead(models, work: Path, n: int, steps: int, res: int, bs: int) -> None:
+@benchmark(1, quick=dict(n=8, steps=4, res=128, bs=8), full=dict(n=32, steps=10, res=128, bs=8))
+def bench_overhead(models, work: Path, n: int, steps: int, res: int, bs: int) -> Iterator[Row]:
     import torch
     from diffusers import AutoPipelineForText2Image
 
@@ -94,12 +108,13 @@ def bench_overhead(models, work: Path, n: int, steps: int, res: int, bs: int) ->
     bare(), ours()  # warm-up: file caches, lazy imports
     t_bare, t_ours = best_of(bare, 2), best_of(ours, 2)
     ratio = t_bare / t_ours
-    row(f"1. end-to-end imaginarynet vs bare diffusers loop ({n} images, {res}px, {steps} steps, batch {bs})",
+    yield row(f"1. end-to-end imaginarynet vs bare diffusers loop ({n} images, {res}px, {steps} steps, batch {bs})",
         f"{n / t_ours:.2f} vs {n / t_bare:.2f} img/s, ratio {ratio:.3f}", ">= 0.95", ratio >= 0.95)
 
 
 # ------------------------------------------------------------------ 2. original design
-def bench_original(models, work: Path, n: int, steps: int, res: int, bs: int) -> None:
+@benchmark(2, quick=dict(n=8, steps=2, res=64, bs=8), full=dict(n=32, steps=2, res=64, bs=8))
+def bench_original(models, work: Path, n: int, steps: int, res: int, bs: int) -> Iterator[Row]:
     import open_clip
     import torch
     from diffusers import AutoPipelineForText2Image
@@ -138,12 +153,13 @@ def bench_original(models, work: Path, n: int, steps: int, res: int, bs: int) ->
 
     t_orig, t_ours = best_of(original, 1), best_of(ours, 1)
     speedup = t_orig / t_ours
-    row(f"2. --gpt --clip vs the original design ({n} attempts)",
+    yield row(f"2. --gpt --clip vs the original design ({n} attempts)",
         f"{n / t_ours:.2f} vs {n / t_orig:.2f} attempts/s, {speedup:.1f}x", ">= 5x", speedup >= 5)
 
 
 # ------------------------------------------------------------------ 3. CLIP filter throughput
-def bench_clip(models, n: int, bs: int) -> None:
+@benchmark(3, quick=dict(n=32, bs=32), full=dict(n=256, bs=32))
+def bench_clip(models, n: int, bs: int) -> Iterator[Row]:
     import torch
 
     from imaginarynet.filters import Candidate
@@ -164,11 +180,12 @@ def bench_clip(models, n: int, bs: int) -> None:
         for b in batches:
             flt.score([Candidate(im, 0, "dog", 0, "p") for im in b])
 
-    throughput_row(f"3. CLIP filter vs raw open_clip encode_image ({n} images, batch {bs})", n, ours, raw)
+    yield throughput_row(f"3. CLIP filter vs raw open_clip encode_image ({n} images, batch {bs})", n, ours, raw)
 
 
 # ------------------------------------------------------------------ 4. GPT-2 batched
-def bench_gpt(models, n: int) -> None:
+@benchmark(4, quick=dict(n=32), full=dict(n=128))
+def bench_gpt(models, n: int) -> Iterator[Row]:
     import torch
 
     from imaginarynet.prompts.gpt2 import GPT2Expander
@@ -195,12 +212,13 @@ def bench_gpt(models, n: int) -> None:
     ours(), per_prompt()
     t_ours, t_one = best_of(ours, 2), best_of(per_prompt, 2)
     speedup = t_one / t_ours
-    row(f"4. GPT-2 prompts, batched blocks vs one call per prompt ({n} prompts)",
+    yield row(f"4. GPT-2 prompts, batched blocks vs one call per prompt ({n} prompts)",
         f"{n / t_ours:.0f} vs {n / t_one:.0f} prompts/s, {speedup:.1f}x", ">= 5x", speedup >= 5)
 
 
 # ------------------------------------------------------------------ 12. GPT-2 scene prompts
-def bench_gpt_scenes(models, n: int) -> None:
+@benchmark(12, quick=dict(n=32), full=dict(n=128))
+def bench_gpt_scenes(models, n: int) -> Iterator[Row]:
     """Scenes give every attempt its own prefix: a block of 16 is one left-padded batch per token, against
     one generate call per prompt."""
     import torch
@@ -230,7 +248,7 @@ def bench_gpt_scenes(models, n: int) -> None:
 
     ours(), per_prompt()
     t_ours, t_one = best_of(ours, 2), best_of(per_prompt, 2)
-    row(f"12. GPT-2 scene prompts (2-3 classes), padded blocks vs one call per prompt ({n} prompts)",
+    yield row(f"12. GPT-2 scene prompts (2-3 classes), padded blocks vs one call per prompt ({n} prompts)",
         f"{n / t_ours:.0f} vs {n / t_one:.0f} prompts/s, {t_one / t_ours:.1f}x", "-", None)
 
 
@@ -247,7 +265,8 @@ def peak_rss_mb(cmd: list[str]) -> float:
     return int(out.stdout.strip()) / 1024
 
 
-def bench_rerun_and_memory(models, work: Path, n: int) -> None:
+@benchmark(5, quick=dict(n=20), full=dict(n=40))  # rows 5 and 6
+def bench_rerun_and_memory(models, work: Path, n: int) -> Iterator[Row]:
     classes = work / "classes.txt"
     classes.write_text("dog\ncat\nbird\nhorse\n")
     base = ["--classfile", classes, "--sd-model", models["sd"], "--steps", 2, "--resolution", 64, "--quiet",
@@ -255,16 +274,17 @@ def bench_rerun_and_memory(models, work: Path, n: int) -> None:
     out = work / "rerun"
     subprocess.run(cli(base + ["--num", 8, "--outputdir", out]), check=True)
     t = best_of(lambda: subprocess.run(cli(base + ["--num", 8, "--outputdir", out]), check=True), 3)
-    row("5. re-running a finished run (fresh process, no model loaded)", f"{t:.2f} s", "< 1 s", t < 1.0)
+    yield row("5. re-running a finished run (fresh process, no model loaded)", f"{t:.2f} s", "< 1 s", t < 1.0)
     small = peak_rss_mb(cli(base + ["--num", n, "--outputdir", work / "mem-small"]))
     large = peak_rss_mb(cli(base + ["--num", 10 * n, "--outputdir", work / "mem-large"]))
     growth = large / small - 1
-    row(f"6. peak RSS, --num {n} vs --num {10 * n}", f"{small:.0f} MB vs {large:.0f} MB (+{growth:.1%})",
+    yield row(f"6. peak RSS, --num {n} vs --num {10 * n}", f"{small:.0f} MB vs {large:.0f} MB (+{growth:.1%})",
         "< +10%", growth < 0.10)
 
 
 # ------------------------------------------------------------------ 8. workers
-def bench_workers(models, work: Path, n: int) -> None:
+@benchmark(8, quick=dict(n=16), full=dict(n=96))
+def bench_workers(models, work: Path, n: int) -> Iterator[Row]:
     import json
 
     classes = work / "classes8.txt"
@@ -280,13 +300,14 @@ def bench_workers(models, work: Path, n: int) -> None:
         if workers == 2:
             split = json.loads((out / "run.json").read_text())["models"]["workers"]["attempts_per_worker"]
     even = max(split) - min(split) <= 4  # within one block (--batch-size 4)
-    row(f"8a. attempts per worker, --workers 2 ({n} images, block 4)", f"{split}", "within one block", even)
-    row(f"8b. --workers 2 vs --workers 1 on {os.cpu_count()} CPU cores ({n} images, end to end)",
+    yield row(f"8a. attempts per worker, --workers 2 ({n} images, block 4)", f"{split}", "within one block", even)
+    yield row(f"8b. --workers 2 vs --workers 1 on {os.cpu_count()} CPU cores ({n} images, end to end)",
         f"{n / times[2]:.2f} vs {n / times[1]:.2f} img/s, {times[1] / times[2]:.2f}x", "-", None)
 
 
 # ------------------------------------------------------------------ 7. DALL·E mini decoder
-def bench_dalle(fixtures: Path) -> None:
+@benchmark(7)
+def bench_dalle(fixtures: Path) -> Iterator[Row]:
     import jax
     import numpy as np
     from tiny_models import dalle_generate_uncached
@@ -297,7 +318,7 @@ def bench_dalle(fixtures: Path) -> None:
 
     folder = fixtures / "dalle_mini" / "dallebart"
     if not folder.exists():
-        row("7. DALL·E mini cached decoder", "skipped: fixtures not found", "-", None)
+        yield row("7. DALL·E mini cached decoder", "skipped: fixtures not found", "-", None)
         return
     params, cfg = load_params(folder), config_from(db.DalleBartConfig, folder)
     batch = 8
@@ -309,7 +330,7 @@ def bench_dalle(fixtures: Path) -> None:
     t_cached = best_of(lambda: jax.block_until_ready(db.generate(params, cfg, ids, mask, sampling=greedy)), 5)
     t_full = best_of(lambda: jax.block_until_ready(dalle_generate_uncached(params, cfg, ids, mask)), 3)
     tokens = batch * cfg.image_length
-    row(f"7a. DALL·E decoder, KV cache vs full recompute (tiny, batch {batch}, CPU)",
+    yield row(f"7a. DALL·E decoder, KV cache vs full recompute (tiny, batch {batch}, CPU)",
         f"{tokens / t_cached:.0f} vs {tokens / t_full:.0f} tokens/s, {t_full / t_cached:.1f}x", "-", None)
 
     def memory(c, param_bytes, act_bytes, guided=True):
@@ -325,12 +346,13 @@ def bench_dalle(fixtures: Path) -> None:
         image_length=256, max_text_length=64, decoder_start_token_id=16384, eos_token_id=16385)
     for name, c, nbytes in (("tiny fp32", cfg, 4), ("mega fp16 (computed)", mega, 2)):
         p, kv = memory(c, nbytes, nbytes)
-        row(f"7b. DALL·E memory, batch {batch} with super-conditioning, {name}",
+        yield row(f"7b. DALL·E memory, batch {batch} with super-conditioning, {name}",
             f"params {p / 2**20:.1f} MiB, KV caches {kv / 2**20:.1f} MiB", "-", None)
 
 
 # ------------------------------------------------------------------ 9. detector
-def bench_detector(models, n: int, bs: int) -> None:
+@benchmark(9, quick=dict(n=32, bs=16), full=dict(n=128, bs=16))
+def bench_detector(models, n: int, bs: int) -> Iterator[Row]:
     """OWLv2 boxes inside ImaginaryNet (queries encoded once, post-processing, NMS, box dicts) vs a bare
     transformers loop (processor + forward + post-processing per batch) on the same images."""
     import torch
@@ -361,12 +383,13 @@ def bench_detector(models, n: int, bs: int) -> None:
         for b in batches:
             det.detect([Candidate(im, 0, "dog", 0, "") for im in b])
 
-    throughput_row(f"9. OWLv2 detector vs bare transformers loop ({n} images, batch {bs}, tiny model)", n, ours,
+    yield throughput_row(f"9. OWLv2 detector vs bare transformers loop ({n} images, batch {bs}, tiny model)", n, ours,
                    bare)
 
 
 # ------------------------------------------------------------------ 10. LLM captions
-def bench_llm(n: int) -> None:
+@benchmark(10, quick=dict(n=32), full=dict(n=128))
+def bench_llm(n: int) -> Iterator[Row]:
     """--llm samples captions in blocks of 16 (one generate call per block) vs one generate call per
     caption, same tiny chat model, same instruction and length; raw samples before cleaning."""
     import torch
@@ -402,12 +425,13 @@ def bench_llm(n: int) -> None:
     t_ours, t_one = best_of(ours, 2), best_of(per_caption, 2)
     total = blocks * llm.BLOCK
     ratio = t_one / t_ours
-    row(f"10. --llm captions, blocks of {llm.BLOCK} vs one generate call per caption ({total} samples)",
+    yield row(f"10. --llm captions, blocks of {llm.BLOCK} vs one generate call per caption ({total} samples)",
         f"{total / t_ours:.0f} vs {total / t_one:.0f} samples/s, {ratio:.1f}x", ">= 5x", ratio >= 5)
 
 
 # ------------------------------------------------------------------ 11. dedup cost
-def bench_dedup(models, n: int, bs: int) -> None:
+@benchmark(11, quick=dict(n=32, bs=32), full=dict(n=256, bs=32))
+def bench_dedup(models, n: int, bs: int) -> Iterator[Row]:
     """--dedup's extra work per image (a CLIP image embedding, stored) relative to CLIP scoring."""
 
     from imaginarynet.classes import ImageClass
@@ -458,7 +482,7 @@ def bench_dedup(models, n: int, bs: int) -> None:
     clip_and_dedup(), tower_again(), store_and_judge()
     t_score, t_both, t_again, t_store = (best_of(f, 3) for f in (score, clip_and_dedup, tower_again, store_and_judge))
     ms = [t / n * 1000 for t in (t_both, t_again, t_score, t_store)]
-    row(f"11. --clip --dedup, embedding shared vs image tower again ({n} images, batch {bs})",
+    yield row(f"11. --clip --dedup, embedding shared vs image tower again ({n} images, batch {bs})",
         f"{ms[0]:.2f} vs {ms[1]:.2f} ms/img, {t_again / t_both:.2f}x (--clip alone {ms[2]:.2f}, "
         f"store + judge {ms[3]:.2f})", "-", None)
 
@@ -473,36 +497,18 @@ def main() -> None:
 
     models = build_tiny_models()
     fixtures = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
-    q = args.quick
-    want = set(args.only or range(1, 13))
+    want = set(args.only or BENCHMARKS) | ({5} if 6 in (args.only or ()) else set())
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        if 1 in want:
-            bench_overhead(models, work, n=8 if q else 32, steps=4 if q else 10, res=128, bs=8)
-        if 2 in want:
-            bench_original(models, work, n=8 if q else 32, steps=2, res=64, bs=8)
-        if 3 in want:
-            bench_clip(models, n=32 if q else 256, bs=32)
-        if 4 in want:
-            bench_gpt(models, n=32 if q else 128)
-        if 5 in want or 6 in want:
-            bench_rerun_and_memory(models, work, n=20 if q else 40)
-        if 7 in want:
-            bench_dalle(fixtures)
-        if 8 in want:
-            bench_workers(models, work, n=16 if q else 96)
-        if 9 in want:
-            bench_detector(models, n=32 if q else 128, bs=16)
-        if 10 in want:
-            bench_llm(n=32 if q else 128)
-        if 11 in want:
-            bench_dedup(models, n=32 if q else 256, bs=32)
-        if 12 in want:
-            bench_gpt_scenes(models, n=32 if q else 128)
+        context = {"models": models, "work": Path(tmp), "fixtures": fixtures}
+        for number in sorted(want & set(BENCHMARKS)):
+            fn, quick, full = BENCHMARKS[number]
+            needs = {name: context[name] for name in inspect.signature(fn).parameters if name in context}
+            rows += fn(**needs, **(quick if args.quick else full))
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"Python {platform.python_version()}")
     table = ["| benchmark | measured | target | |", "|---|---|---|---|"] + [
-        f"| {a} | {b} | {c} | {d} |" for a, b, c, d in ROWS]
+        f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     print("\n" + "\n".join(table))
     if args.write:
         import torch
@@ -510,7 +516,7 @@ def main() -> None:
         device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
         header = (f"# Benchmark results\n\nMachine: {machine}; device: {device}; "
                   f"{time.strftime('%Y-%m-%d')}. Command: `python benchmarks/run.py`"
-                  f"{' --quick' if q else ''}.\n\n")
+                  f"{' --quick' if args.quick else ''}.\n\n")
         args.write.write_text(header + "\n".join(table) + "\n")
 
 
