@@ -10,11 +10,46 @@ and one worker, several workers, shards and resumed runs keep the same dataset.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 
+from imaginarynet.errors import UserError
+from imaginarynet.filters.options import FilterOptions
 from imaginarynet.fsutil import atomic_write_bytes
+from imaginarynet.options import StageOptions, option
 from imaginarynet.outdir import OutputDir
+
+
+@dataclass(frozen=True)
+class DedupOptions(StageOptions):
+    group = "dedup"
+    dedup: float | None = option(None, "--dedup", type=float, metavar="T", help=(
+        "Reject an image whose CLIP embedding has cosine >= T with an earlier kept image of its class (refilled; "
+        "decided in attempt order)."))
+
+    def active(self, cfg) -> bool:
+        return self.dedup is not None
+
+    def data_options(self, cfg) -> dict:
+        if self.dedup is None:
+            return {}
+        opts = {"dedup": self.dedup}
+        if not cfg.clip:  # the embedder is the CLIP model of --clip-model / --clip-pretrained
+            opts.update(clip_model=cfg.clip_model, clip_pretrained=cfg.clip_pretrained)
+        return opts
+
+    def check(self, cfg) -> dict:
+        if self.dedup is not None:
+            if not 0.0 < self.dedup <= 1.0:
+                raise UserError(f"--dedup must be within (0, 1] (got {self.dedup})")
+            FilterOptions.of(cfg).check_model()
+        return {}
+
+    def models(self, cfg) -> list[tuple[str, str, str]]:
+        if self.dedup is None or cfg.clip:  # with --clip the filter's model embeds
+            return []
+        return [("dedup embedder", f"{cfg.clip_model} / {cfg.clip_pretrained}", "open_clip")]
 
 
 def write_embedding(out: OutputDir, label: str, k: int, vector: np.ndarray) -> None:

@@ -27,17 +27,16 @@ def _offline() -> bool:
 
 def download_models(cfg, cache_dir: Path | None, log=print) -> list[str]:
     """Returns one line per model: where it is now."""
-    from imaginarynet.dryrun import models_of
     from imaginarynet.runtime import quiet_libraries
 
     quiet_libraries()
     hub = require("huggingface_hub", "sd", "imaginarynet download")
     done = []
-    for role, ref, _ in models_of(cfg):
-        if role == "filter":
-            done.append(_download_clip(cfg, cache_dir))
+    for role, ref, kind in cfg.models():
+        if kind == "open_clip":
+            done.append(_download_clip(cfg, cache_dir, role))
             continue
-        if ref.startswith("plugin backend"):
+        if kind == "plugin":
             done.append(f"{role}: {ref} (a plugin downloads its own models)")
             continue
         if _is_local(ref):
@@ -45,7 +44,7 @@ def download_models(cfg, cache_dir: Path | None, log=print) -> list[str]:
             continue
         log(f"downloading {role} {ref} ...")
         try:
-            if role == "generator" and cfg.backend == "stablediffusion":
+            if kind == "diffusers":
                 diffusers = require("diffusers", "sd", "imaginarynet download")
                 path = diffusers.DiffusionPipeline.download(ref, cache_dir=cache_dir)
             else:
@@ -63,12 +62,12 @@ def download_models(cfg, cache_dir: Path | None, log=print) -> list[str]:
     return done
 
 
-def _download_clip(cfg, cache_dir: Path | None) -> str:
+def _download_clip(cfg, cache_dir: Path | None, role: str) -> str:
     from imaginarynet.filters.clip import model_spec
 
     name, tag = model_spec(cfg.clip_model, cfg.clip_pretrained)
     if tag is None or _is_local(tag):
-        return f"filter: {tag or name} is local, nothing to download"
+        return f"{role}: {tag or name} is local, nothing to download"
     open_clip = require("open_clip", "clip", "imaginarynet download")
     pretrained = open_clip.get_pretrained_cfg(name, tag)
     if not pretrained:
@@ -76,5 +75,5 @@ def _download_clip(cfg, cache_dir: Path | None) -> str:
     try:
         path = open_clip.download_pretrained(pretrained, cache_dir=str(cache_dir) if cache_dir else None)
     except Exception as exc:
-        raise _fail("filter", f"{name}/{tag}", exc) from exc
-    return f"filter: {name} / {tag} -> {path}"
+        raise _fail(role, f"{name}/{tag}", exc) from exc
+    return f"{role}: {name} / {tag} -> {path}"

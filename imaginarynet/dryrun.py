@@ -26,23 +26,9 @@ def model_status(ref: str, filename: str = "config.json") -> str:
 
 def models_of(cfg) -> list[tuple[str, str, str]]:
     """(role, reference, status) of every model the run would load."""
-    models = []
-    if cfg.backend == "stablediffusion":
-        models.append(("generator", cfg.sd_model, model_status(cfg.sd_model, "model_index.json")))
-    elif cfg.backend == "dalle-mini":
-        models.append(("generator", cfg.dalle_model, model_status(cfg.dalle_model)))
-        models.append(("image decoder", cfg.vqgan_model, model_status(cfg.vqgan_model)))
-    else:
-        models.append(("generator", f"plugin backend {cfg.backend}", "-"))
-    if cfg.gpt:
-        models.append(("prompts", cfg.gpt_model, model_status(cfg.gpt_model)))
-    if cfg.llm:
-        models.append(("prompts", cfg.llm, model_status(cfg.llm)))
-    if cfg.clip:
-        models.append(("filter", f"{cfg.clip_model} / {cfg.clip_pretrained}", clip_status(cfg)))
-    if cfg.detector:
-        models.append(("detector", cfg.detector, model_status(cfg.detector)))
-    return models
+    status = {"diffusers": lambda ref: model_status(ref, "model_index.json"), "hub": model_status,
+              "open_clip": lambda ref: clip_status(cfg), "plugin": lambda ref: "-"}
+    return [(role, ref, status[kind](ref)) for role, ref, kind in cfg.models()]
 
 
 def clip_status(cfg) -> str:

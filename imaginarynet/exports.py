@@ -48,8 +48,8 @@ def export_detic(root: Path, split: str, categories: Path | None, clip_model: st
     """(folder, file names, embedding shape)."""
     import numpy as np
 
-    from imaginarynet.config import check_model_ref
     from imaginarynet.filters.clip import class_text_embeddings
+    from imaginarynet.options import check_model_ref
     from imaginarynet.writers import detic
 
     check_model_ref("--clip-pretrained", clip_pretrained)

@@ -18,9 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from imaginarynet.errors import UserError
+from imaginarynet.options import StageOptions, option
 
 SCENE_TEMPLATE = "A photo of {names}."
 SINGLE_TEMPLATE = "A photo of a {name}."
@@ -75,6 +77,43 @@ def load_cooccurrence(path: str | Path, labels: list[str]) -> dict[str, dict[str
             weights.setdefault(a, {})[b] = float(w)
             weights.setdefault(b, {})[a] = float(w)
     return weights
+
+
+@dataclass(frozen=True)
+class SceneOptions(StageOptions):
+    """Several classes per image."""
+
+    group = "scenes"
+    objects_per_image: str = option("1", "--objects-per-image", metavar="N|MIN-MAX", help=(
+        "Classes prompted per image: the image's own (primary) class plus extra classes drawn per attempt from "
+        "the seed; every prompted class must pass --clip / --detector and becomes a label."))
+    cooccurrence_file: str | None = option(None, "--cooccurrence", "cooccurrence_file", metavar="FILE", data=False,
+                                           help="JSON {label: {label: weight}} biasing which classes share an "
+                                           "image: missing pairs weigh 1, 0 forbids a pair.")
+    cooccurrence: dict | None = option(None)  # the file's pair weights, read by check()
+
+    def data_options(self, cfg) -> dict:
+        opts = {}
+        if parse_objects(self.objects_per_image) != (1, 1):  # one object per image: the fingerprint of before
+            opts["objects_per_image"] = self.objects_per_image
+        if self.cooccurrence is not None:
+            opts["cooccurrence"] = self.cooccurrence
+        return opts
+
+    def check(self, cfg) -> dict:
+        lo, hi = parse_objects(self.objects_per_image)
+        spec = objects_spec(lo, hi)
+        labels = [c.label for c in cfg.classes]
+        if hi > len(labels):
+            raise UserError(f"--objects-per-image {spec} is more objects than the {len(labels)} classes in the "
+                            "class file (a scene never repeats a class)")
+        weights = self.cooccurrence
+        if self.cooccurrence_file is not None:
+            if hi < 2:
+                raise UserError("--cooccurrence needs --objects-per-image above 1 (it weighs the extra classes)")
+            weights = load_cooccurrence(self.cooccurrence_file, labels)
+        check_partners(labels, weights, lo, hi)
+        return {"objects_per_image": spec, "cooccurrence": weights}
 
 
 def pair_weight(weights: dict | None, a: str, b: str) -> float:

@@ -65,7 +65,7 @@ class StageSet:
         self.detector = create_detector(cfg)
         self.embedder = None  # --dedup: CLIP image embeddings (the filter's model when --clip is on)
         if cfg.dedup is not None:
-            self.embedder = self.filter if cfg.clip else create_filter(replace(cfg, clip=True))
+            self.embedder = self.filter if cfg.clip else create_filter(cfg, "clip")
 
     def load(self) -> None:
         """Every stage's models; one that fails says which stage and model (errors.load_stage)."""

@@ -16,9 +16,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "imaginarynet"
 # must stay acyclic. Keys are module names relative to the package; a trailing "." is a package prefix.
 LAYERS = {
     1: ["__init__", "errors", "fsutil", "classes"],
-    2: ["config", "plan", "scenes", "ledger", "dataset", "outdir", "runstate", "runtime", "reader",
+    2: ["options", "config", "masks", "plan", "scenes", "ledger", "dataset", "outdir", "runstate", "runtime", "reader",
         "backends.__init__", "backends.base", "backends.sd_families", "detectors.registry"],
-    3: ["prompts.", "filters.", "detectors.", "writers.", "backends.", "check", "proposals", "dedup", "cooccurrence"],
+    3: ["prompts.", "sources.", "filters.", "detectors.", "segmenters.", "writers.", "backends.", "check", "proposals",
+        "dedup", "cooccurrence"],
     4: ["work"],
     5: ["executors."],
     6: ["monitor", "finalize", "exports", "annotate", "report", "dryrun", "download", "demo"],

@@ -8,6 +8,7 @@ import inspect
 import json
 import os
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,8 +219,8 @@ def test_each_scheduler_choice_builds_the_named_diffusers_scheduler(tiny, tiny_s
     pndm is also the tiny model's own scheduler, so an ignored --scheduler is caught by the other four."""
     import diffusers
 
+    from imaginarynet.backends.options import SCHEDULERS
     from imaginarynet.backends.stable_diffusion import SCHEDULER_CLASSES
-    from imaginarynet.config import SCHEDULERS
 
     assert set(SCHEDULERS) == set(SCHEDULER_CLASSES) == set(EXPECTED_SCHEDULERS)
     model_cfg = json.loads((tiny["sd"] / "scheduler" / "scheduler_config.json").read_text())
@@ -458,3 +459,21 @@ def test_batch_size_does_not_change_the_dataset_with_clip(tiny, tiny_sd_args, wo
     assert "rejected" in dog and "kept" in dog  # a refill inside one class, not just whole classes lost
     assert kept[1] and kept[4] == kept[1]
     assert statuses[4] == statuses[1]
+
+
+FINGERPRINTS = json.loads((Path(__file__).parent / "fixtures" / "fingerprints" / "v1.json").read_text())
+
+
+@pytest.mark.parametrize("case", sorted(FINGERPRINTS["cases"]))
+def test_fingerprint_of_every_stage_family_is_the_one_older_datasets_carry(case):
+    """fixtures/fingerprints/v1.json was computed by the flat RunConfig of 7781e73 (make_v1.py): with the
+    options now declared by each stage, an OUT made then of each kind (SD, DALL·E, plugin, GPT-2, LLM, CLIP,
+    detector, dedup, scenes, annotate) still resumes instead of being refused."""
+    from imaginarynet.classes import ImageClass
+    from imaginarynet.config import RunConfig
+
+    spec = FINGERPRINTS["cases"][case]
+    cfg = RunConfig(classfile="voc.txt", classes=[ImageClass(*c) for c in FINGERPRINTS["classes"]],
+                    outputdir=Path("/tmp/o"), **{**FINGERPRINTS["filled"], **spec["options"]})
+    assert json.loads(json.dumps(cfg.data_options(), sort_keys=True, default=str)) == spec["data"]
+    assert cfg.fingerprint() == spec["fingerprint"]

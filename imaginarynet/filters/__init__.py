@@ -45,8 +45,9 @@ def filter_name(cfg) -> str | None:
     return "clip" if cfg.clip else None
 
 
-def create_filter(cfg) -> Filter | None:
-    name = filter_name(cfg)
+def create_filter(cfg, name: str | None = None) -> Filter | None:
+    """The filter the options ask for; `name` builds one regardless (--dedup embeds with CLIP's model)."""
+    name = name or filter_name(cfg)
     if name is None:
         return None
     module, _, attr = FILTERS[name].partition(":")
