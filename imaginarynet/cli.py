@@ -82,7 +82,7 @@ def build_config(opts: dict):
     from imaginarynet.config import RunConfig, validate
 
     opts = dict(opts)
-    opts["safety_checker"] = not opts.pop("no_safety_checker")
+    opts["safety_checker"] = not opts.pop("no_safety_checker", False)
     opts["report"] = not opts.pop("no_report")
     opts["backend_options"] = parse_backend_options(opts.pop("backend_option", ()))
     classes = load_classes(opts["classfile"])
@@ -93,16 +93,22 @@ def build_config(opts: dict):
 @flags(*GENERATE)
 def generate(**opts):
     """Generate a dataset: prompts → text-to-image → (CLIP filter) → Pascal VOC."""
-    from imaginarynet.monitor import format_pairs, format_table
-    from imaginarynet.outdir import OutputDir
-    from imaginarynet.pipeline import run
-
     cfg = build_config(opts)
     if cfg.dry_run:
         from imaginarynet.dryrun import describe_plan
 
         click.echo(describe_plan(cfg))
         return
+    _run_and_report(cfg)
+
+
+def _run_and_report(cfg) -> None:
+    """Run a validated config (generate or annotate) and print what the user looks at: the table, the count, the
+    warnings; exit 1 if the written dataset fails its check (or a class falls short with --strict)."""
+    from imaginarynet.monitor import format_pairs, format_table
+    from imaginarynet.outdir import OutputDir
+    from imaginarynet.pipeline import run
+
     say = (lambda *a: None) if cfg.quiet else (lambda msg: click.echo(msg, err=True))
     with storage_errors(cfg.outputdir):
         result = run(cfg, log=say)
@@ -113,7 +119,10 @@ def generate(**opts):
             click.echo(format_table(result.table), err=True)
             if result.cooccurrence is not None:
                 click.echo(format_pairs(result.cooccurrence), err=True)
-        click.echo(f"{result.kept}/{result.target} images in {OutputDir(cfg.outputdir).voc}", err=True)
+        for name in result.extra.get("unreadable", []):
+            click.echo(f"warning: {Path(cfg.source) / name} could not be read; skipped", err=True)
+        kept = "kept in" if cfg.source else "in"
+        click.echo(f"{result.kept}/{result.target} images {kept} {OutputDir(cfg.outputdir).voc}", err=True)
     for s in result.shortfalls:
         click.echo(f"warning: class {s['class']} is short of its quota: {s['kept']}/{s['target']} kept "
                    f"after {s['attempts']} attempts", err=True)
@@ -280,30 +289,15 @@ def check(outputdir, fmt, split):
 
 @cli.command()
 @click.argument("source", type=click.Path(path_type=Path))
-@flags("classfile", "outputdir", "detector", "filter", "batch_size", "device", "quiet", "no_report",
+@flags("classfile", "outputdir", "detector", "filter", "compute", "overwrite", "quiet", "log_json", "no_report",
        clip={"help": "Classify with CLIP: an image's class is CLIP's top-1, kept if its probability reaches "
                      "--threshold."})
 def annotate(source, **opts):
     """Run the CLIP filter and/or the detector on existing images (JPEG, PNG, WebP) into the same OUT layout."""
-    from imaginarynet.annotate import list_images, run_annotate
-    from imaginarynet.classes import load_classes
-    from imaginarynet.config import RunConfig, validate_annotate
-    from imaginarynet.monitor import format_table
-    from imaginarynet.outdir import OutputDir
+    from imaginarynet.sources.folder import list_images
 
-    opts["report"] = not opts.pop("no_report")
-    cfg = validate_annotate(RunConfig(classes=load_classes(opts["classfile"]), source=str(Path(source).resolve()),
-                                      **opts))
     list_images(source)  # a missing or empty folder: one line, before any model loads
-    with storage_errors(cfg.outputdir):
-        result = run_annotate(cfg, log=lambda m: click.echo(m, err=True))
-    if result.get("already_done"):
-        return
-    if not cfg.quiet:
-        click.echo(format_table(result["table"]), err=True)
-    for name in result["unreadable"]:
-        click.echo(f"warning: {source / name} could not be read; skipped", err=True)
-    click.echo(f"{result['kept']}/{result['images']} images kept in {OutputDir(cfg.outputdir).voc}", err=True)
+    _run_and_report(build_config(dict(opts, source=str(Path(source).resolve()))))
 
 
 @cli.command()

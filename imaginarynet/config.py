@@ -17,7 +17,7 @@ from imaginarynet.errors import UserError
 from imaginarynet.options import StageOptions, check_model_ref, compose, option, stage_classes
 from imaginarynet.scenes import parse_objects
 
-__all__ = ["RunConfig", "RunOptions", "DEFAULTS", "check_model_ref", "validate", "config_from_run"]
+__all__ = ["RunConfig", "RunOptions", "DEFAULTS", "FOLDER_STAGES", "check_model_ref", "validate", "config_from_run"]
 
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 ENGINES = ("local", "ray")
@@ -119,7 +119,7 @@ class RunOptions(StageOptions):
             check_device(spec)
         if self.log_json and not self.dry_run:
             _check_log_file(self.log_json)
-        return {"quotas": self._quotas()}
+        return {} if self.source else {"quotas": self._quotas()}  # a folder: every image, no quota
 
     def _quotas(self) -> list[int]:
         n = len(self.classes)
@@ -189,28 +189,26 @@ def _cli_default(f):
 DEFAULTS = {f.name: _cli_default(f) for f in fields(RunConfig) if _cli_default(f) is not MISSING}
 
 
+# The stages that look at a folder's existing images (`annotate DIR`); the others make images.
+FOLDER_STAGES = ("filter", "detector")
+
+
 def validate(cfg: RunConfig) -> RunConfig:
-    """Every stage's checks in registry order (each may resolve defaults, e.g. the template a scene needs),
-    the output folder (so a bad option never creates it), then the defaults models' files give."""
-    for stage in cfg.stages():
+    """Every active stage's checks in registry order (each may resolve defaults, e.g. the template a scene
+    needs), the output folder (so a bad option never creates it), then the defaults models' files give."""
+    stages = cfg.stages()
+    if cfg.source is not None:
+        if not (cfg.clip or cfg.detector):
+            raise UserError("annotate needs --detector or --clip (or both): something must look at the images")
+        stages = [s for s in stages if isinstance(s, RunOptions) or s.group in FOLDER_STAGES]
+    for stage in stages:
         for key, value in stage.check(cfg).items():
             setattr(cfg, key, value)
     if not cfg.dry_run:  # a dry run creates nothing
         _check_writable(cfg.outputdir)
-    for stage in cfg.stages():
+    for stage in stages:
         for key, value in stage.defaults(cfg).items():
             setattr(cfg, key, value)
-    return cfg
-
-
-def validate_annotate(cfg: RunConfig) -> RunConfig:
-    """`annotate`: the options that apply to existing images, checked before any model loads."""
-    if not (cfg.clip or cfg.detector):
-        raise UserError("annotate needs --detector or --clip (or both): something must look at the images")
-    for stage in cfg.stages():
-        if isinstance(stage, RunOptions) or stage.group in ("filter", "detector"):
-            stage.check(cfg)
-    _check_writable(cfg.outputdir)
     return cfg
 
 

@@ -6,7 +6,7 @@ import json
 import sys
 
 from imaginarynet.check import check_voc, format_problems
-from imaginarynet.dataset import Entry, metadata_row, metadata_text, select
+from imaginarynet.dataset import Entry, metadata_row, metadata_text
 from imaginarynet.fsutil import atomic_write_text
 from imaginarynet.ledger import Ledger
 from imaginarynet.outdir import OutputDir
@@ -14,17 +14,11 @@ from imaginarynet.runtime import package_versions
 from imaginarynet.writers.voc import write_voc
 
 
-def assemble(cfg, out: OutputDir, ledger: Ledger, skip: set | None = None) -> tuple[list[Entry], str]:
-    """Write the dataset the ledger defines, less the (label, k) in skip (--dedup's duplicates); returns
-    its entries and the check's problems ("" if none)."""
-    labels = [c.label for c in cfg.classes]
-    by_class = ledger.by_class()
-    candidates = {label: [r for r in recs if (label, r["k"]) not in (skip or ())] for label, recs in by_class.items()}
-    entries = select(cfg.classes, cfg.quotas, candidates, cfg.label_other_detections)
-    for cls in cfg.classes:
-        used = "".join(r["prompt"] + "\n" for r in by_class.get(cls.label, []))
-        atomic_write_text(out.prompt_list(cls.label), used)
-    return entries, write_dataset(out, entries, labels)
+def assemble(cfg, out: OutputDir, ledger: Ledger, source, skip: set | None = None) -> tuple[list[Entry], str]:
+    """Write the dataset the ledger defines (the source's selection, less the (label, k) in skip: --dedup's
+    duplicates); returns its entries and the check's problems ("" if none)."""
+    entries = source.entries(out, ledger.by_class(), skip or set())
+    return entries, write_dataset(out, entries, [c.label for c in cfg.classes])
 
 
 def write_dataset(out: OutputDir, entries: list[Entry], labels: list[str]) -> str:

@@ -12,15 +12,20 @@ def kept_total(sched) -> int:
 
 
 class Progress:
-    def __init__(self, sched, quiet: bool):
+    """count="kept": images kept toward the quotas (generate); "attempted": images looked at (annotate)."""
+
+    def __init__(self, sched, quiet: bool, count: str = "kept"):
         from tqdm import tqdm
 
-        self.sched = sched
-        self.bar = tqdm(total=sum(sched.quotas), initial=kept_total(sched), unit="img", desc="kept",
-                        disable=quiet, dynamic_ncols=True)
+        self.sched, self.count = sched, count
+        self.bar = tqdm(total=sum(sched.quotas), initial=self._done(), unit="img",
+                        desc="kept" if count == "kept" else "annotated", disable=quiet, dynamic_ncols=True)
+
+    def _done(self) -> int:
+        return kept_total(self.sched) if self.count == "kept" else sum(self.sched.attempted)
 
     def update(self) -> None:
-        self.bar.update(kept_total(self.sched) - self.bar.n)
+        self.bar.update(self._done() - self.bar.n)
         attempted = sum(self.sched.attempted)
         if attempted:
             self.bar.set_postfix(accept=f"{sum(self.sched.kept) / attempted:.0%}", refresh=False)

@@ -1,4 +1,5 @@
-"""Orchestrates one run: finished already? → a --shard's slice → the executor → assembly → run.json.
+"""Orchestrates one run, of generated images or of a folder's (sources/): finished already? → a --shard's
+slice → the executor → assembly → run.json → report.
 
 Called by the CLI with a validated RunConfig. Models load only if work remains (the executor's
 workers load them); what runs where is the executors' business, what a unit does is work.py's.
@@ -20,11 +21,12 @@ from imaginarynet.executors.shards import ShardScheduler, finish_shard, merge_sh
 from imaginarynet.finalize import assemble, repair, start_record
 from imaginarynet.fsutil import remove_temporaries
 from imaginarynet.ledger import Ledger
-from imaginarynet.monitor import EventLog, Progress, kept_total, summary_rows
+from imaginarynet.monitor import EventLog, Progress, kept_total
 from imaginarynet.outdir import OutputDir
 from imaginarynet.plan import AttemptScheduler, parse_shard
 from imaginarynet.runstate import RunState
 from imaginarynet.runtime import worker_devices
+from imaginarynet.sources import create_source
 from imaginarynet.work import StageTimer, UnitWorker
 
 Outcome = Literal["complete", "short", "already_done", "shard_finished"]
@@ -39,6 +41,7 @@ class RunResult:
     table: list[dict] = field(default_factory=list)  # per-class summary rows
     cooccurrence: dict | None = None  # scenes: {label: {label: images carrying both}}
     problems: str = ""  # what `imaginarynet check` found in the written dataset
+    extra: dict = field(default_factory=dict)  # the source's own counts (a folder's unreadable files)
 
 
 class RunSink:
@@ -89,8 +92,8 @@ def run(cfg: RunConfig, log=print) -> RunResult:
 
 def _run(cfg: RunConfig, state: RunState, log, aside) -> RunResult:
     out = state.out
-    labels = [c.label for c in cfg.classes]
-    target = sum(cfg.quotas)
+    source = create_source(cfg)
+    target = sum(source.quotas)
 
     def drop_previous() -> None:  # the new run has committed its first batch: the old one can go
         if aside is not None:
@@ -102,7 +105,7 @@ def _run(cfg: RunConfig, state: RunState, log, aside) -> RunResult:
         kept = previous["counts"]["kept"]
         from imaginarynet.report import finish_report
 
-        finish_report(cfg.report, out.root, f"run already complete ({kept} images)", log)
+        finish_report(cfg.report, out.root, f"{source.noun} already complete ({kept} images)", log)
         return RunResult("already_done", kept=kept, target=previous["counts"]["target"],
                          shortfalls=previous.get("shortfalls", []))
     if not cfg.shard:  # slices of one run may be writing right now; the next plain run or finalize cleans up
@@ -119,9 +122,9 @@ def _run(cfg: RunConfig, state: RunState, log, aside) -> RunResult:
         if cfg.shard:
             i, n = parse_shard(cfg.shard)
             shard_ledger = Ledger(out.shard_ledger(i, n))
-            repair(out, shard_ledger, log, _redo(cfg, executor, devices))
-            sched = ShardScheduler(cfg, out, i, n, shard_ledger.by_class(), accept=_judge(cfg, out))
-            described.update(_work(cfg, engine, executor, devices, sched, shard_ledger, timer, events,
+            repair(out, shard_ledger, log, _redo(cfg, source, executor, devices))
+            sched = ShardScheduler(source, out, i, n, shard_ledger.by_class(), accept=_judge(cfg, out))
+            described.update(_work(cfg, source, engine, executor, devices, sched, shard_ledger, timer, events,
                                    drop_previous))
             assembler = finish_shard(out, i, n, len(shard_ledger.records))
             if assembler is None:
@@ -134,21 +137,23 @@ def _run(cfg: RunConfig, state: RunState, log, aside) -> RunResult:
         ledger = Ledger(out.ledger)
         if out.shards.exists():  # also when a plain run continues a dataset that shards started
             merge_shard_ledgers(out, ledger)
-        repair(out, ledger, log, _redo(cfg, executor, devices))
-        caps = [cfg.max_attempts_for(q) for q in cfg.quotas]
-        sched = AttemptScheduler(cfg.quotas, caps, labels, ledger.by_class(), accept=_judge(cfg, out))
+        repair(out, ledger, log, _redo(cfg, source, executor, devices))
+        sched = AttemptScheduler(source.quotas, source.caps, source.streams, ledger.by_class(),
+                                 accept=_judge(cfg, out), stream_of=source.stream_of)
         events.write("start", outputdir=str(cfg.outputdir), target=target, kept=kept_total(sched))
 
         # 4. Run every attempt a sequential run would still need.
-        described.update(_work(cfg, engine, executor, devices, sched, ledger, timer, events, drop_previous))
+        described.update(_work(cfg, source, engine, executor, devices, sched, ledger, timer, events,
+                               drop_previous))
         drop_previous()
 
         # 5. Write and check the dataset.
         with timer("finalize"):
-            entries, problems = assemble(cfg, out, ledger, skip=sched.duplicate_keys())
+            entries, problems = assemble(cfg, out, ledger, source, skip=sched.duplicate_keys())
 
         # 6. run.json says what was made, how, and what fell short.
-        table = summary_rows(labels, sched, ledger.by_class() if cfg.detector else None)
+        labels = [c.label for c in cfg.classes]
+        table = source.table(sched, ledger.by_class())
         if cfg.dedup is not None:
             for row, dups in zip(table, sched.duplicates):
                 row["duplicates"] = len(dups)
@@ -158,12 +163,13 @@ def _run(cfg: RunConfig, state: RunState, log, aside) -> RunResult:
             for row in table:
                 row["labeled"] = labeled[row["class"]]
             scene_counts = {"labels": labeled, "cooccurrence": pairs}
-        shortfalls = sched.shortfalls()
+        shortfalls = source.shortfalls(sched)
+        extra = source.extra(ledger.records)
         run_record.update(
             status="complete", models=described or (previous or {}).get("models", {}), shortfalls=shortfalls,
             counts={"kept": len(entries), "target": target, "attempts": sum(sched.attempted)},
             per_class=table, seconds=round(time.time() - started, 2), check=problems or "ok",
-            timings=timer.rounded(), **scene_counts)
+            timings=timer.rounded(), **scene_counts, **extra)
         state.write(run_record)
         events.write("end", kept=len(entries), target=target, shortfalls=[s["class"] for s in shortfalls])
     if cfg.report:
@@ -172,13 +178,13 @@ def _run(cfg: RunConfig, state: RunState, log, aside) -> RunResult:
         write_report(out.root)
     return RunResult("short" if shortfalls else "complete", kept=len(entries), target=target,
                      shortfalls=shortfalls, table=table, problems=problems,
-                     cooccurrence=scene_counts.get("cooccurrence"))
+                     cooccurrence=scene_counts.get("cooccurrence"), extra=extra)
 
 
-def _redo(cfg: RunConfig, executor, devices: list[str]):
+def _redo(cfg: RunConfig, source, executor, devices: list[str]):
     """finalize.repair's `redo`: damaged attempts run again in their own units, on the inline executor's worker
     (so its models load once) or, with several workers, on one loaded here for the repair only."""
-    index = {c.label: i for i, c in enumerate(cfg.classes)}
+    index = {label: i for i, label in enumerate(source.streams)}
     worker = None
 
     def redo(unit: list[tuple[str, int]], wanted: set[tuple[str, int]]) -> set[tuple[str, int]]:
@@ -186,8 +192,10 @@ def _redo(cfg: RunConfig, executor, devices: list[str]):
         if worker is None:
             worker_for = getattr(executor, "worker_for", None)
             worker = worker_for(cfg, devices) if worker_for else UnitWorker(cfg, devices[0] if devices else None)
-        lost = worker.redo([(index[label], k) for label, k in unit], {(index[label], k) for label, k in wanted})
-        return {(cfg.classes[ci].label, k) for ci, k in lost}
+        # a record's (class, k) in the source's terms: (stream index, k)
+        keys = {(index[source.stream_of({"class": label, "k": k})], k): (label, k) for label, k in unit}
+        lost = worker.redo(list(keys), {key for key, pair in keys.items() if pair in wanted})
+        return {keys[key] for key in lost}
 
     return redo
 
@@ -201,12 +209,12 @@ def _judge(cfg: RunConfig, out: OutputDir):
     return DedupJudge(out, cfg.dedup).accept
 
 
-def _work(cfg, engine: str, executor, devices: list[str], sched, ledger: Ledger, timer: StageTimer,
+def _work(cfg, source, engine: str, executor, devices: list[str], sched, ledger: Ledger, timer: StageTimer,
           events: EventLog, on_first_commit=None) -> dict:
     """Hand units to the executor until the scheduler wants none; returns what the workers loaded."""
     if sched.done():
         return {}
-    with Progress(sched, cfg.quiet) as progress:
+    with Progress(sched, cfg.quiet, source.count) as progress:
         sink = RunSink(sched, ledger, timer, progress, events, on_first_commit)
         per_worker = executor(cfg, devices, lambda: sched.next_batch(cfg.batch_size), sink)
     described = dict(sink.described)

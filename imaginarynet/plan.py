@@ -58,11 +58,15 @@ class AttemptScheduler:
     attempts it does not own and that have not finished count as in flight.
     `accept(label, k)`, asked once per passing attempt as the settled frontier
     reaches it (so in attempt order), may still turn it down (--dedup).
+
+    `labels` name the streams; a ledger record belongs to the stream `stream_of(record)` names (its class,
+    unless the source says otherwise: a folder's images are one stream whatever class they turn out to be).
     """
 
     def __init__(self, quotas: list[int], caps: list[int], labels: list[str], by_class: dict, owns=None,
-                 accept=None):
+                 accept=None, stream_of=None):
         self.quotas, self.caps, self.labels = quotas, caps, labels
+        self.stream_of = stream_of or (lambda rec: rec["class"])
         self.owns = owns or (lambda i, k: True)
         self.accept = accept  # accept(label, k): a last say on a passing attempt, asked in attempt order
         self.duplicates: list[list[int]] = [[] for _ in labels]
@@ -85,7 +89,7 @@ class AttemptScheduler:
 
     def record(self, records) -> None:
         for rec in records:
-            i = self.index[rec["class"]]
+            i = self.index[self.stream_of(rec)]
             k = rec["k"]
             self.inflight[i].discard(k)
             self.status[i].setdefault(k, rec["status"] == "kept")  # a repeated attempt keeps its first record

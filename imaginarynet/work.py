@@ -59,8 +59,9 @@ class StageSet:
 
     def __init__(self, cfg: RunConfig, out: OutputDir):
         self.cfg = cfg
-        self.prompts = create_prompt_source(cfg, out.state)
-        self.backend = create_backend(cfg)
+        generated = not cfg.source  # a folder's images need no prompts nor backend
+        self.prompts = create_prompt_source(cfg, out.state) if generated else None
+        self.backend = create_backend(cfg) if generated else None
         self.filter = create_filter(cfg)
         self.detector = create_detector(cfg)
         self.embedder = None  # --dedup: CLIP image embeddings (the filter's model when --clip is on)
@@ -70,9 +71,10 @@ class StageSet:
     def load(self) -> None:
         """Every stage's models; one that fails says which stage and model (errors.load_stage)."""
         cfg = self.cfg
-        load_stage(self.prompts, _prompt_stage(cfg))
-        load_stage(self.backend, f"backend {cfg.backend!r}" + (f" ({_backend_model(cfg)})" if _backend_model(cfg)
-                                                                else ""))
+        if self.backend is not None:
+            load_stage(self.prompts, _prompt_stage(cfg))
+            load_stage(self.backend, f"backend {cfg.backend!r}" + (f" ({_backend_model(cfg)})"
+                                                                    if _backend_model(cfg) else ""))
         if self.filter is not None:
             load_stage(self.filter, f"CLIP filter ({cfg.clip_model}, {cfg.clip_pretrained})")
         if self.detector is not None:
@@ -81,7 +83,8 @@ class StageSet:
             load_stage(self.embedder, f"--dedup CLIP embedder ({cfg.clip_model}, {cfg.clip_pretrained})")
 
     def describe(self) -> dict:
-        info = {"generator": self.backend.describe(), "prompts": self.prompts.describe()}
+        info = {} if self.backend is None else {"generator": self.backend.describe(),
+                                                "prompts": self.prompts.describe()}
         if self.filter is not None:
             info["filter"] = self.filter.describe()
         if self.detector is not None:
@@ -196,6 +199,11 @@ class UnitWorker:
         if (device or "cpu").startswith("cpu") and cfg.workers > 1:
             share_cores(cfg.workers)
         self.out = OutputDir(self.cfg.outputdir)
+        self.batch = run_batch
+        if cfg.source:
+            from imaginarynet.sources.folder import run_batch as folder_batch
+
+            self.batch = folder_batch
         self.stages = StageSet(self.cfg, self.out)
         self.stages.load()
         self.load_seconds = time.perf_counter() - start
@@ -210,7 +218,7 @@ class UnitWorker:
         """Records, images to stage and seconds per stage. Writes nothing, except --dedup's embeddings:
         the scheduler reads them as soon as it records the unit, before the images are staged."""
         timer = StageTimer()
-        records, writes = run_batch(self.cfg, self.stages, [tuple(x) for x in unit], timer, self.out)
+        records, writes = self.batch(self.cfg, self.stages, [tuple(x) for x in unit], timer, self.out)
         if self.stages.embedder is not None:
             with timer("dedup"):
                 self._embed(records, writes)
@@ -240,7 +248,7 @@ class UnitWorker:
         tore; the unit's other files and its ledger records stay untouched. Returns the attempts of `wanted`
         that did not come out kept this time (they are dropped from the ledger and run again)."""
         unit = [tuple(x) for x in unit]
-        records, writes = run_batch(self.cfg, self.stages, unit, StageTimer(), self.out)
+        records, writes = self.batch(self.cfg, self.stages, unit, StageTimer(), self.out)
         redone = {self.out.staged(r["file"]): key for r, key in zip(records, unit) if key in wanted and r["file"]}
         stage_images([(path, image) for path, image in writes if path in redone])
         return set(wanted) - set(redone.values())

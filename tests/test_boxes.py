@@ -388,3 +388,51 @@ def test_grounding_dino_boxes_through_the_cli(pattern, tiny_gdino, tmp_path):
         statuses.add(rec["status"])
     assert statuses == {"kept", "rejected"}
     assert run_cli(["check", out]).returncode == 0
+
+
+def test_annotate_runs_through_the_pipeline_with_workers_shards_and_the_event_log(tiny, tmp_path):
+    """annotate is pipeline.run with the folder source: one plain run, `--workers 2` with --log-json, and two
+    `--shard` slices write the same dataset. Catches a folder source scheduled by the class each image turns out
+    to be (a worker would then see the other classes' images as missing and look at them again, or never),
+    a shard that loses or repeats images, and an annotate without the event log."""
+    from PIL import Image
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    for i in range(10):
+        h, w = 40 + 4 * i, 72 - 3 * i
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"img{i:02d}.jpg")
+    classes = write_classfile(tmp_path / "c.txt", LABELS)
+    base = ["annotate", folder, "--classfile", classes, "--detector", tiny["owlv2"], "--box-threshold", THRESHOLD,
+            "--no-report", "--quiet"]
+    log = tmp_path / "events.jsonl"
+    runs = {"plain": ["--batch-size", 3], "workers": ["--workers", 2, "--batch-size", 2, "--log-json", log],
+            "shards": ["--shard", "0/2"]}
+    for name, extra in runs.items():
+        res = run_cli(base + ["--outputdir", tmp_path / name, *extra])
+        assert res.returncode == 0, res.stderr
+    assert not (tmp_path / "shards" / "metadata.jsonl").exists()  # one slice of two: not assembled yet
+    res = run_cli(base + ["--outputdir", tmp_path / "shards", "--shard", "1/2"])
+    assert res.returncode == 0, res.stderr
+
+    def dataset(name):
+        rows = read_jsonl(tmp_path / name / "metadata.jsonl")
+        return [(r["id"], r["source"], r["class"], [(b["label"], b["box"]) for b in r["boxes"]]) for r in rows]
+
+    plain = dataset("plain")
+    assert len(plain) >= 2, "the tiny detector must keep some of these images for this test to mean anything"
+    for name in ("workers", "shards"):
+        got = dataset(name)
+        assert [g[:3] for g in got] == [p[:3] for p in plain]
+        for g, p in zip(got, plain):
+            assert [lab for lab, _ in g[3]] == [lab for lab, _ in p[3]]
+            assert [box for _, box in g[3]] == [pytest.approx(box, abs=0.02) for _, box in p[3]]
+        assert run_cli(["check", tmp_path / name]).returncode == 0
+    events = read_jsonl(log)
+    batches = [e for e in events if e["event"] == "batch"]
+    assert sum(e["attempts"] for e in batches) == 10 and len(batches) == 5
+    assert events[-1]["event"] == "end" and events[-1]["kept"] == len(plain)
+    run = json.loads((tmp_path / "workers" / "run.json").read_text())
+    assert run["status"] == "complete" and run["counts"] == {"kept": len(plain), "target": 10, "attempts": 10}
+    assert len(run["models"]["workers"]["attempts_per_worker"]) == 2

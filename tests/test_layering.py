@@ -22,7 +22,7 @@ LAYERS = {
         "dedup", "cooccurrence"],
     4: ["work"],
     5: ["executors."],
-    6: ["monitor", "finalize", "exports", "annotate", "report", "dryrun", "download", "demo"],
+    6: ["monitor", "finalize", "exports", "report", "dryrun", "download", "demo"],
     7: ["pipeline"],
     8: ["cli", "flags", "__main__"],
 }

@@ -19,7 +19,7 @@ def dataset_of(out: Path):
 
 
 # Every run here uses one thread per process, so float results do not depend on how many threads a
-# worker got: then any executor must write byte-identical files (same batch size, same device).
+# worker got: then any executor must write the same images (same batch size, same device).
 ONE_THREAD = dict(os.environ, OMP_NUM_THREADS="1")
 
 
@@ -29,7 +29,16 @@ def cli(args, **kw):
 
 def assert_same_dataset(a: Path, b: Path):
     assert dataset_of(a) == dataset_of(b)
-    assert (a / "metadata.jsonl").read_bytes() == (b / "metadata.jsonl").read_bytes()
+    rows_a, rows_b = read_jsonl(a / "metadata.jsonl"), read_jsonl(b / "metadata.jsonl")
+    # Which units --shard slices run depends on when each slice sees the other's ledger, so an attempt may be
+    # scored by CLIP in a unit of 1 rather than 3: its probability may move by float noise in the 6th digit.
+    # Everything else in the rows is exact, and so are the images.
+    for ra, rb in zip(rows_a, rows_b):
+        assert {k: v for k, v in ra.items() if k != "clip"} == {k: v for k, v in rb.items() if k != "clip"}
+        if ra.get("clip") is not None:
+            assert ra["clip"]["accepted"] == rb["clip"]["accepted"] and ra["clip"]["top1"] == rb["clip"]["top1"]
+            for key in ("prob", "cos"):
+                assert ra["clip"][key] == pytest.approx(rb["clip"][key], abs=3e-6)
     for m in read_jsonl(a / "metadata.jsonl"):
         assert (a / m["file_name"]).read_bytes() == (b / m["file_name"]).read_bytes(), m["id"]
 

@@ -22,10 +22,9 @@ from imaginarynet.plan import AttemptScheduler, shard_owner
 class ShardScheduler(AttemptScheduler):
     """Issues only this shard's blocks; sees the other shards' finished attempts before each unit."""
 
-    def __init__(self, cfg, out: OutputDir, i: int, n: int, by_class: dict, accept=None):
-        caps = [cfg.max_attempts_for(q) for q in cfg.quotas]
-        super().__init__(cfg.quotas, caps, [c.label for c in cfg.classes], by_class,
-                         owns=lambda c, k: shard_owner(c, k, n) == i, accept=accept)
+    def __init__(self, source, out: OutputDir, i: int, n: int, by_class: dict, accept=None):
+        super().__init__(source.quotas, source.caps, source.streams, by_class,
+                         owns=lambda c, k: shard_owner(c, k, n) == i, accept=accept, stream_of=source.stream_of)
         # the other slices, and the main ledger (a plain run may have started this dataset)
         self.others = [out.shard_ledger(j, n) for j in range(n) if j != i] + [out.ledger]
 
