@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from imaginarynet.dataset import row_labels
 from imaginarynet.reader import Item
+from imaginarynet.records import label_boxes
 
 
 def coco_categories(classes) -> list[dict]:
@@ -18,20 +19,13 @@ def coco_dict(items: list[Item], classes, images_only: bool = False) -> dict:
     annotations = []
     if not images_only:
         for it in items:
-            boxes = it.meta.get("boxes")
-            if boxes is None:  # no detector: each image-level label as a whole-image box
-                for label in row_labels(it.meta):
-                    annotations.append({
-                        "id": len(annotations) + 1, "image_id": int(it.id), "category_id": cat_id[label],
-                        "bbox": [0, 0, it.width, it.height], "area": it.width * it.height, "iscrowd": 0,
-                    })
-                continue
-            for b in boxes:  # detector boxes: [x, y, w, h] in pixels, with the detector's score
-                x1, y1, x2, y2 = b["box"]
+            for b in label_boxes(row_labels(it.meta), it.meta.get("boxes"), it.width, it.height):
+                x1, y1, x2, y2 = b.xyxy  # as COCO's [x, y, w, h] in pixels
                 w, h = round(x2 - x1, 2), round(y2 - y1, 2)
                 annotations.append({
-                    "id": len(annotations) + 1, "image_id": int(it.id), "category_id": cat_id[b["label"]],
-                    "bbox": [x1, y1, w, h], "area": round(w * h, 2), "iscrowd": 0, "score": b["score"],
+                    "id": len(annotations) + 1, "image_id": int(it.id), "category_id": cat_id[b.label],
+                    "bbox": [x1, y1, w, h], "area": round(w * h, 2), "iscrowd": 0,
+                    **({} if b.whole_image else {"score": b.score}),  # a detection keeps the detector's score
                 })
     return {"info": {"description": "ImaginaryNet synthetic images", "version": "1.0"}, "licenses": [],
             "images": images, "annotations": annotations, "categories": coco_categories(classes)}

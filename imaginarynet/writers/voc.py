@@ -15,6 +15,7 @@ from xml.sax.saxutils import escape
 from imaginarynet.dataset import Entry, image_labels, split_ids, voc_box
 from imaginarynet.fsutil import atomic_write_text, place_file
 from imaginarynet.outdir import OutputDir
+from imaginarynet.records import label_boxes
 
 
 def _object(label: str, box: tuple[int, int, int, int]) -> str:
@@ -29,10 +30,8 @@ def _object(label: str, box: tuple[int, int, int, int]) -> str:
 def annotation_xml(e: Entry) -> str:
     """One object per detector box; without a detector one object per image-level label (the prompted
     classes), each the whole image."""
-    if e.boxes is None:
-        objects = "".join(_object(label, (1, 1, e.width, e.height)) for label in image_labels(e))
-    else:
-        objects = "".join(_object(b["label"], voc_box(b["box"], e.width, e.height)) for b in e.boxes)
+    objects = "".join(_object(b.label, voc_box(b.xyxy, e.width, e.height))
+                      for b in label_boxes(image_labels(e), e.boxes, e.width, e.height))
     return (
         "<annotation>\n"
         "  <folder>VOC2007</folder>\n"

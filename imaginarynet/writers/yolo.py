@@ -10,20 +10,21 @@ from pathlib import Path
 from imaginarynet.dataset import row_labels
 from imaginarynet.fsutil import atomic_write_text, place_file
 from imaginarynet.reader import Item
+from imaginarynet.records import label_boxes
 
 SPLITS = ("train", "val")
 
 
 def yolo_lines(it: Item, class_index: dict[str, int]) -> str:
-    boxes = it.meta.get("boxes")
-    if boxes is None:  # each image-level label as a whole-image box
-        return "".join(f"{class_index[label]} 0.5 0.5 1 1\n" for label in row_labels(it.meta))
     lines = []
-    for b in boxes:
-        x1, y1, x2, y2 = b["box"]
+    for b in label_boxes(row_labels(it.meta), it.meta.get("boxes"), it.width, it.height):
+        if b.whole_image:  # exact, not printed through floats
+            lines.append(f"{class_index[b.label]} 0.5 0.5 1 1\n")
+            continue
+        x1, y1, x2, y2 = b.xyxy
         cx, cy = (x1 + x2) / 2 / it.width, (y1 + y2) / 2 / it.height
         w, h = (x2 - x1) / it.width, (y2 - y1) / it.height
-        lines.append(f"{class_index[b['label']]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
+        lines.append(f"{class_index[b.label]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
     return "".join(lines)
 
 
