@@ -73,19 +73,6 @@ class EventLog:
         self.close()
 
 
-def summary_rows(labels: list[str], sched, by_class: dict | None = None) -> list[dict]:
-    """Per-class counts; with by_class (ledger records), also the attempts a detector found no box in."""
-    rows = []
-    for i, label in enumerate(labels):
-        attempted, quota = sched.attempted[i], sched.quotas[i]
-        row = {"class": label, "target": quota, "kept": min(sched.kept[i], quota), "attempts": attempted,
-               "acceptance": round(sched.kept[i] / attempted, 4) if attempted else None}
-        if by_class is not None:
-            row["no_box"] = sum(r.get("reason") == "no box" for r in by_class.get(label, []))
-        rows.append(row)
-    return rows
-
-
 def format_table(rows: list[dict]) -> str:
     width = max([len("class")] + [len(r["class"]) for r in rows])
     extra = [(key, title) for key, title in (("labeled", "labeled"), ("no_box", "no box"), ("duplicates", "dups"))

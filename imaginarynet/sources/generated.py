@@ -28,8 +28,6 @@ class GeneratedSource:
         return select(cfg.classes, cfg.quotas, candidates, cfg.label_other_detections)
 
     def table(self, sched, by_class: dict) -> list[dict]:
-        from imaginarynet.monitor import summary_rows
-
         return summary_rows(self.streams, sched, by_class if self.cfg.detector else None)
 
     def shortfalls(self, sched) -> list[dict]:
@@ -37,3 +35,16 @@ class GeneratedSource:
 
     def extra(self, records: list[dict]) -> dict:
         return {}
+
+
+def summary_rows(labels: list[str], sched, by_class: dict | None = None) -> list[dict]:
+    """Per-class counts; with by_class (ledger records), also the attempts a detector found no box in."""
+    rows = []
+    for i, label in enumerate(labels):
+        attempted, quota = sched.attempted[i], sched.quotas[i]
+        row = {"class": label, "target": quota, "kept": min(sched.kept[i], quota), "attempts": attempted,
+               "acceptance": round(sched.kept[i] / attempted, 4) if attempted else None}
+        if by_class is not None:
+            row["no_box"] = sum(r.get("reason") == "no box" for r in by_class.get(label, []))
+        rows.append(row)
+    return rows
