@@ -16,8 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "imaginarynet"
 # must stay acyclic. Keys are module names relative to the package; a trailing "." is a package prefix.
 LAYERS = {
     1: ["__init__", "errors", "fsutil", "classes"],
-    2: ["options", "config", "masks", "plan", "scenes", "ledger", "dataset", "outdir", "runstate", "runtime", "reader",
-        "backends.__init__", "backends.base", "backends.sd_families", "detectors.registry"],
+    2: ["options", "config", "masks", "records", "plan", "scenes", "ledger", "dataset", "outdir", "runstate",
+        "runtime", "reader", "backends.__init__", "backends.base", "backends.sd_families", "detectors.registry"],
     3: ["prompts.", "sources.", "filters.", "detectors.", "segmenters.", "writers.", "backends.", "check", "proposals",
         "dedup", "cooccurrence"],
     4: ["work"],

@@ -1,6 +1,7 @@
 """Tiny random models in the real formats for the tests and benchmarks (the demo's own are in
-imaginarynet/demo.py): SDXL, open_clip CLIP, OWLv2, Grounding DINO, a Qwen2 chat model, DalleBart + VQGAN, and
-the uncached DALL·E decoder the cached sampler is checked and measured against. Not part of the package."""
+imaginarynet/demo.py): SDXL, open_clip CLIP, OWLv2, Grounding DINO, a Qwen2 chat model, DalleBart + VQGAN,
+SAM / SAM-HQ / SAM 2, and the uncached DALL·E decoder the cached sampler is checked and measured against.
+Not part of the package."""
 from __future__ import annotations
 
 import json
@@ -307,3 +308,107 @@ def dalle_generate_uncached(params, cfg, input_ids, attention_mask):
         logits = logits.at[:, cfg.eos_token_id].set(-jnp.inf)
         seq = jnp.concatenate([seq, jnp.argmax(logits, axis=-1).astype(jnp.int32)[:, None]], axis=1)
     return seq
+
+
+# SAM family: the smallest shapes transformers' own tests use (tests/models/sam*/test_modeling_sam*.py), at a
+# 64 px input so that 8x8 patches still give the prompt encoder and mask decoder a real grid.
+SAM_VISION = dict(image_size=64, patch_size=8, hidden_size=32, output_channels=32, num_hidden_layers=2,
+                  num_attention_heads=4, mlp_dim=64, window_size=4, global_attn_indexes=[1], num_pos_feats=16,
+                  initializer_range=0.02)  # the config's default 1e-10 would make every image embed the same
+SAM_PROMPT = dict(image_size=64, patch_size=8, hidden_size=32, mask_input_channels=4)
+SAM_DECODER = dict(hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=4, iou_head_hidden_dim=32)
+
+
+def _sam_processor_parts():
+    """SamImageProcessor for a 64 px model: longest edge resized to 64 and padded to 64x64, as the real one
+    does at 1024 (its defaults, which post_process_masks also reads, would not match the model)."""
+    from transformers import SamImageProcessor
+
+    return SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
+                             mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16})
+
+
+def _spread_mask_decoder(model) -> None:
+    """transformers draws the mask decoder's layers with std 0.02, which through its depth leaves every mask
+    logit within 1e-4 of the threshold and all three predicted IoUs within float noise of each other (~0 for
+    SAM, ~0.5 for SAM 2). 1/sqrt(fan_in) keeps the scale through the layers: logits of order 1, and IoUs far
+    enough apart that the highest-IoU choice and the binarised mask do not hang on the last bits."""
+    import torch
+
+    with torch.no_grad():
+        for layer in model.mask_decoder.modules():
+            if isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                layer.weight.normal_(std=layer.weight[0].numel() ** -0.5)
+
+
+def build_tiny_sam(folder: Path) -> Path:
+    """A SAM (SamModel + SamProcessor, as facebook/sam-vit-base, SlimSAM and MedSAM): a 2-layer ViT 32 wide on
+    64x64 inputs in 8x8 patches, one global-attention layer, a 2-layer mask decoder 32 wide."""
+    folder = Path(folder)
+    if is_built(folder):
+        return folder
+    import torch
+    from transformers import SamConfig, SamModel, SamProcessor
+
+    torch.manual_seed(0)
+    model = SamModel(SamConfig(vision_config=SAM_VISION, prompt_encoder_config=SAM_PROMPT,
+                               mask_decoder_config=SAM_DECODER))
+    _spread_mask_decoder(model)
+    model.save_pretrained(folder)
+    SamProcessor(image_processor=_sam_processor_parts()).save_pretrained(folder)
+    return mark_built(folder)
+
+
+def build_tiny_sam_hq(folder: Path) -> Path:
+    """A SAM-HQ (SamHQModel + SamHQProcessor, as syscv-community/sam-hq-vit-base): the tiny SAM's shapes; the
+    HQ decoder reads the global-attention layer's features (vit_dim = the ViT's width)."""
+    folder = Path(folder)
+    if is_built(folder):
+        return folder
+    import torch
+    from transformers import SamHQConfig, SamHQModel, SamHQProcessor
+
+    torch.manual_seed(0)
+    model = SamHQModel(SamHQConfig(vision_config=SAM_VISION, prompt_encoder_config=SAM_PROMPT,
+                                   mask_decoder_config={**SAM_DECODER, "vit_dim": SAM_VISION["hidden_size"]}))
+    _spread_mask_decoder(model)
+    model.save_pretrained(folder)
+    SamHQProcessor(image_processor=_sam_processor_parts()).save_pretrained(folder)
+    return mark_built(folder)
+
+
+def build_tiny_sam2(folder: Path) -> Path:
+    """A SAM 2 (Sam2Model + Sam2Processor, as facebook/sam2.1-hiera-tiny): a 4-stage Hiera 12..96 wide with
+    blocks (1, 1, 2, 1) and one global-attention block, on 64x64 inputs (FPN levels 16, 8 and 4 px square), a
+    2-layer mask decoder 32 wide."""
+    folder = Path(folder)
+    if is_built(folder):
+        return folder
+    import torch
+    from transformers import (
+        Sam2Config,
+        Sam2HieraDetConfig,
+        Sam2ImageProcessor,
+        Sam2Model,
+        Sam2Processor,
+        Sam2VisionConfig,
+    )
+
+    torch.manual_seed(0)
+    # A global block must not open a stage (query pooling there needs a window), and each stage's window must
+    # be at least 2 so that the pooled window of the next stage's first block is not 0.
+    hiera = Sam2HieraDetConfig(hidden_size=12, image_size=64, blocks_per_stage=[1, 1, 2, 1],
+                               embed_dim_per_stage=[12, 24, 48, 96], num_attention_heads_per_stage=[1, 2, 4, 8],
+                               window_size_per_stage=[4, 4, 4, 2], global_attention_blocks=[3])
+    vision = Sam2VisionConfig(backbone_config=hiera, backbone_channel_list=[96, 48, 24, 12],
+                              backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]], fpn_hidden_size=32)
+    config = Sam2Config(vision_config=vision,
+                        prompt_encoder_config=dict(image_size=64, patch_size=16, hidden_size=32,
+                                                   mask_input_channels=8),
+                        mask_decoder_config=SAM_DECODER)
+    model = Sam2Model(config)
+    _spread_mask_decoder(model)
+    model.save_pretrained(folder)
+    image_processor = Sam2ImageProcessor(size={"height": 64, "width": 64}, mask_size={"height": 16, "width": 16})
+    Sam2Processor(image_processor=image_processor).save_pretrained(folder)
+    return mark_built(folder)
