@@ -289,7 +289,8 @@ def check(outputdir, fmt, split):
 
 @cli.command()
 @click.argument("source", type=click.Path(path_type=Path))
-@flags("classfile", "outputdir", "detector", "filter", "compute", "overwrite", "quiet", "log_json", "no_report",
+@flags("classfile", "outputdir", "detector", "filter", "batch_size", "dtype", "device", "workers", "devices", "engine",
+       "ray_address", "shard", "overwrite", "quiet", "log_json", "no_report",
        clip={"help": "Classify with CLIP: an image's class is CLIP's top-1, kept if its probability reaches "
                      "--threshold."})
 def annotate(source, **opts):
