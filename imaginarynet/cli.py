@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from imaginarynet.errors import Interrupted, Reported, StorageError, UserError
+from imaginarynet.exports import CHECKS, EXPORTS
 from imaginarynet.flags import GENERATE, flags
 
 
@@ -271,7 +272,7 @@ def finalize(outputdir, device, quiet):
 
 @cli.command()
 @click.argument("outputdir", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["voc", "coco", "detic", "yolo"]), default="voc",
+@click.option("--format", "fmt", type=click.Choice(CHECKS), default="voc",
               show_default=True, help="voc checks the dataset; coco/detic/yolo check the files `export` wrote.")
 @flags("split", split={"help": "Split of the export to check."})
 def check(outputdir, fmt, split):
@@ -303,7 +304,7 @@ def annotate(source, **opts):
 
 @cli.command()
 @click.argument("outputdir", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["coco", "detic", "imagefolder", "yolo"]), required=True)
+@click.option("--format", "fmt", type=click.Choice(EXPORTS), required=True)
 @flags("split", split={"help": "Which ImageSets/Main split to export."})
 @click.option("--images-only", is_flag=True, help="COCO without annotations (SSOD unlabeled set).")
 @click.option("--categories", type=click.Path(path_type=Path, exists=True, dir_okay=False),
@@ -312,35 +313,18 @@ def annotate(source, **opts):
        clip_pretrained={"help": "Detic embeddings: open_clip weights."},
        device={"default": "cpu", "show_default": True, "help": "Device for the Detic text embeddings."})
 def export(outputdir, fmt, split, images_only, categories, clip_model, clip_pretrained, device):
-    """Export a finished dataset as COCO JSON, Detic image-labeled data or a HF imagefolder."""
+    """Export a finished dataset as COCO JSON, Detic image-labeled data, YOLO or a HF imagefolder."""
+    from imaginarynet.exports import ExportOptions
+    from imaginarynet.exports import export as write_export
     from imaginarynet.outdir import OutputDir
     from imaginarynet.runstate import RunState
 
     settle(outputdir)
-    out = OutputDir(outputdir)
-    images = out.images
-    with RunState(out).locked():
-        _export(outputdir, fmt, split, images_only, categories, clip_model, clip_pretrained, device, images)
-
-
-def _export(outputdir, fmt, split, images_only, categories, clip_model, clip_pretrained, device, images):
-    from imaginarynet import exports
-
-    if fmt == "coco":
-        path = exports.export_coco(outputdir, split, images_only)
-        click.echo(f"{path} (images in {images})")
-    elif fmt == "yolo":
-        folder, boxes = exports.export_yolo(outputdir)
-        click.echo(f"{folder}: {folder / 'data.yaml'} (ultralytics)")
-        if not boxes:
-            click.echo("no detector boxes in this dataset (run with --detector): each label is a whole-image box",
-                       err=True)
-    elif fmt == "imagefolder":
-        folder = exports.export_imagefolder(outputdir, split)
-        click.echo(f"{folder}: datasets.load_dataset('imagefolder', data_dir='{folder}')")
-    else:
-        folder, names, shape = exports.export_detic(outputdir, split, categories, clip_model, clip_pretrained, device)
-        click.echo(f"{folder}: {', '.join(names)} {shape} (images in {images})")
+    opts = ExportOptions(split, images_only, categories, clip_model, clip_pretrained, device)
+    with RunState(OutputDir(outputdir)).locked():
+        lines = write_export(outputdir, fmt, opts)
+    for line in lines:
+        click.echo(line, err=line.startswith("warning:"))
 
 
 @cli.command()

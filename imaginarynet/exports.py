@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from imaginarynet import check as checks
@@ -17,46 +19,60 @@ from imaginarynet.outdir import OutputDir
 from imaginarynet.reader import classes_of, read_dataset
 
 
-def export_coco(root: Path, split: str, images_only: bool = False) -> Path:
+@dataclass(frozen=True)
+class ExportOptions:
+    """Every format's export options (a format reads those it has)."""
+
+    split: str = "trainval"
+    images_only: bool = False  # coco: no annotations (an SSOD unlabeled set)
+    categories: Path | None = None  # detic: LVIS-style categories to map labels onto
+    clip_model: str = "ViT-B-32"  # detic: the text embeddings' open_clip model
+    clip_pretrained: str = "openai"
+    device: str = "cpu"
+
+
+def _export_coco(root: Path, opts: ExportOptions) -> list[str]:
     from imaginarynet.writers.coco import coco_dict
 
     ds = read_dataset(root)
-    path = OutputDir(root).coco_export(split, images_only)
-    atomic_write_text(path, json.dumps(coco_dict(ds.split(split), ds.classes, images_only)))
-    return path
+    path = OutputDir(root).coco_export(opts.split, opts.images_only)
+    atomic_write_text(path, json.dumps(coco_dict(ds.split(opts.split), ds.classes, opts.images_only)))
+    return [f"{path} (images in {ds.images_dir})"]
 
 
-def export_imagefolder(root: Path, split: str) -> Path:
+def _export_imagefolder(root: Path, opts: ExportOptions) -> list[str]:
     from imaginarynet.writers.imagefolder import write_imagefolder
 
     ds = read_dataset(root)
-    return write_imagefolder(ds.split(split), OutputDir(root).imagefolder_export(split))
+    folder = write_imagefolder(ds.split(opts.split), OutputDir(root).imagefolder_export(opts.split))
+    return [f"{folder}: datasets.load_dataset('imagefolder', data_dir='{folder}')"]
 
 
-def export_yolo(root: Path) -> tuple[Path, bool]:
-    """(folder, whether the dataset has detector boxes) for the ultralytics layout."""
+def _export_yolo(root: Path, opts: ExportOptions) -> list[str]:
     from imaginarynet.writers.yolo import SPLITS, write_yolo
 
     ds = read_dataset(root)
     splits = {split: ds.split(split) for split in SPLITS}
     folder = write_yolo(splits, [c.label for c in ds.classes], OutputDir(root).yolo_export())
-    return folder, any("boxes" in it.meta for it in ds.items)
+    lines = [f"{folder}: {folder / 'data.yaml'} (ultralytics)"]
+    if not any("boxes" in it.meta for it in ds.items):
+        lines.append("warning: no detector boxes in this dataset (run with --detector): each label is a "
+                     "whole-image box")
+    return lines
 
 
-def export_detic(root: Path, split: str, categories: Path | None, clip_model: str, clip_pretrained: str,
-                 device: str) -> tuple[Path, tuple[str, ...], tuple[int, ...]]:
-    """(folder, file names, embedding shape)."""
+def _export_detic(root: Path, opts: ExportOptions) -> list[str]:
     import numpy as np
 
     from imaginarynet.filters.clip import class_text_embeddings
     from imaginarynet.options import check_model_ref
     from imaginarynet.writers import detic
 
-    check_model_ref("--clip-pretrained", clip_pretrained)
+    check_model_ref("--clip-pretrained", opts.clip_pretrained)
     ds = read_dataset(root)
-    items = ds.split(split)
-    if categories:
-        cats = detic.load_categories(categories)
+    items = ds.split(opts.split)
+    if opts.categories:
+        cats = detic.load_categories(opts.categories)
         mapping = detic.map_classes(ds.classes, cats)
         texts = [c["name"].replace("_", " ") for c in cats]
     else:
@@ -64,7 +80,8 @@ def export_detic(root: Path, split: str, categories: Path | None, clip_model: st
         mapping = {c.label: i for i, c in enumerate(ds.classes, 1)}
         texts = [c.name for c in ds.classes]
     info, cat_info = detic.detic_dicts(items, ds.classes, cats, mapping)
-    emb = class_text_embeddings([detic.EMBEDDING_PREFIX + t for t in texts], clip_model, clip_pretrained, device)
+    emb = class_text_embeddings([detic.EMBEDDING_PREFIX + t for t in texts], opts.clip_model, opts.clip_pretrained,
+                                opts.device)
     buf = io.BytesIO()
     np.save(buf, emb)
     folder = OutputDir(root).detic_export()
@@ -72,28 +89,50 @@ def export_detic(root: Path, split: str, categories: Path | None, clip_model: st
     atomic_write_text(folder / info_name, json.dumps(info))
     atomic_write_text(folder / cat_name, json.dumps(cat_info))
     atomic_write_bytes(folder / emb_name, buf.getvalue())
-    return folder, checks.DETIC_FILES, emb.shape
+    return [f"{folder}: {', '.join(checks.DETIC_FILES)} {emb.shape} (images in {ds.images_dir})"]
+
+
+def _written(path: Path, fmt: str, root: Path) -> Path:
+    if not path.exists():
+        raise UserError(f"{path} does not exist; run: imaginarynet export {root} --format {fmt}")
+    return path
+
+
+def _labels(root: Path) -> list[str]:
+    return [c.label for c in classes_of(root)]
+
+
+@dataclass(frozen=True)
+class Format:
+    """An output format: `export(root, opts)` writes it from a finished dataset and returns the lines to show
+    (None: the dataset itself); `check(root, opts)` lists its problems as (file, message)."""
+
+    export: Callable[[Path, ExportOptions], list[str]] | None
+    check: Callable[[Path, ExportOptions], list[tuple[Path, str]]]
+
+
+# The one table of formats: `export --format`, `check --format` and assembly's check read it.
+FORMATS = {
+    "voc": Format(None, lambda root, o: checks.check_voc(root, _labels(root))),
+    "coco": Format(_export_coco, lambda root, o: checks.check_coco(
+        _written(OutputDir(root).coco_export(o.split), "coco", root), OutputDir(root).images)),
+    "detic": Format(_export_detic, lambda root, o: checks.check_detic(
+        _written(OutputDir(root).detic_export(), "detic", root), OutputDir(root).images)),
+    "imagefolder": Format(_export_imagefolder, None),
+    "yolo": Format(_export_yolo, lambda root, o: checks.check_yolo(
+        _written(OutputDir(root).yolo_export(), "yolo", root), _labels(root))),
+}
+EXPORTS = tuple(name for name, f in FORMATS.items() if f.export is not None)
+CHECKS = tuple(name for name, f in FORMATS.items() if f.check is not None)
+
+
+def export(root: Path, fmt: str, opts: ExportOptions) -> list[str]:
+    return FORMATS[fmt].export(Path(root), opts)
 
 
 def check_output(root: Path, fmt: str, split: str) -> list[tuple[Path, str]]:
-    """Problems with the dataset (voc) or with the files `export` wrote (coco, detic)."""
-    out = OutputDir(root)
-    if fmt == "voc":
-        return checks.check_voc(root, [c.label for c in classes_of(root)])
-    if fmt == "coco":
-        path = out.coco_export(split)
-        if not path.exists():
-            raise UserError(f"{path} does not exist; run: imaginarynet export {root} --format coco")
-        return checks.check_coco(path, out.images)
-    if fmt == "yolo":
-        folder = out.yolo_export()
-        if not folder.exists():
-            raise UserError(f"{folder} does not exist; run: imaginarynet export {root} --format yolo")
-        return checks.check_yolo(folder, [c.label for c in classes_of(root)])
-    folder = out.detic_export()
-    if not folder.exists():
-        raise UserError(f"{folder} does not exist; run: imaginarynet export {root} --format detic")
-    return checks.check_detic(folder, out.images)
+    """Problems with the dataset (voc) or with the files `export` wrote."""
+    return FORMATS[fmt].check(Path(root), ExportOptions(split=split))
 
 
 def make_proposals(root: Path, method: str, mode: str, fmt: str, split: str, workers: int | None,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from imaginarynet.check import check_voc, format_problems
+from imaginarynet.check import format_problems
 from imaginarynet.dataset import Entry, metadata_row, metadata_text
+from imaginarynet.exports import FORMATS, ExportOptions
 from imaginarynet.fsutil import atomic_write_text
 from imaginarynet.ledger import Ledger
 from imaginarynet.outdir import OutputDir
@@ -25,7 +26,7 @@ def write_dataset(out: OutputDir, entries: list[Entry], labels: list[str]) -> st
     """VOC2007/ and metadata.jsonl for these entries, then the check's problems ("" if none)."""
     write_voc(out, entries, labels)
     atomic_write_text(out.metadata, metadata_text([metadata_row(e, out.image_name(e.id)) for e in entries]))
-    return format_problems(check_voc(out.root, labels), out.root)
+    return format_problems(FORMATS["voc"].check(out.root, ExportOptions()), out.root)
 
 
 def start_record(cfg) -> dict:
