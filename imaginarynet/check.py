@@ -66,6 +66,7 @@ def check_voc(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
             problems.append((main / "trainval.txt", "is not the union of train.txt and val.txt"))
 
     label_of: dict[str, set[str]] = {}  # image-level labels: the names of an image's objects
+    objects_of: dict[str, tuple] = {}  # (width, height, object names in XML order)
     for i in trainval:
         xml_path, jpg_path = ann_dir / f"{i}.xml", img_dir / f"{i}.jpg"
         if not jpg_path.exists():
@@ -97,6 +98,7 @@ def check_voc(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
             if not (1 <= x1 <= x2 <= w and 1 <= y1 <= y2 <= h):
                 problems.append((xml_path, f"box {x1},{y1},{x2},{y2} outside the {w}x{h} image"))
         label_of[i] = set(names)
+        objects_of[i] = (w, h, names)
         if jpg_path.exists():
             try:
                 with Image.open(jpg_path) as im:
@@ -128,6 +130,62 @@ def check_voc(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
                 if len(r) != 2 or r[1] != want:
                     problems.append((path, f"line for {r[0]} should be '{r[0]} {want}'"))
                     break
+    if out.segmentation_objects.exists() or out.segsets.exists():
+        problems += check_segmentation(out, labels, splits, objects_of)
+    return problems
+
+
+def check_segmentation(out: OutputDir, labels: list[str], splits: dict, objects_of: dict) -> list[tuple[Path, str]]:
+    """VOC's segmentation layout (with masks): the split files equal Main's; per image both palette PNGs at
+    the image's size, object values within its XML objects, and each pixel's class the class of the object
+    that owns it; every mask in metadata.jsonl decodes to its image's size, is not empty and has its box."""
+    import numpy as np
+    from PIL import Image
+
+    problems = []
+    for split, ids in splits.items():
+        lines = _read_list(out.segset(split), problems)
+        if lines is not None and [line.strip() for line in lines] != ids:
+            problems.append((out.segset(split), f"ids differ from ImageSets/Main/{split}.txt"))
+    for i, (w, h, names) in objects_of.items():
+        maps = []
+        for path in (out.segmentation_object(i), out.segmentation_class(i)):
+            if not path.exists():
+                problems.append((path, "missing"))
+                continue
+            with Image.open(path) as im:
+                if im.mode != "P" or im.size != (w, h):
+                    problems.append((path, f"is {im.mode} {im.size[0]}x{im.size[1]}, want a {w}x{h} palette PNG"))
+                    continue
+                maps.append(np.array(im))
+        if len(maps) != 2:
+            continue
+        objects, classes = maps
+        if objects.max() > len(names):
+            problems.append((out.segmentation_object(i), f"value {objects.max()} but {len(names)} objects"))
+            continue
+        want = np.array([0] + [labels.index(n) + 1 if n in labels else 0 for n in names], np.uint8)[objects]
+        if not np.array_equal(classes, want):
+            problems.append((out.segmentation_class(i), "classes differ from the objects' (SegmentationObject)"))
+    problems += _check_masks(out)
+    return problems
+
+
+def _check_masks(out: OutputDir) -> list[tuple[Path, str]]:
+    from imaginarynet import masks
+    from imaginarynet.dataset import read_metadata
+
+    problems = []
+    for row in read_metadata(out.metadata) if out.metadata.exists() else []:
+        for j, b in enumerate(row.get("boxes") or []):
+            if "mask" not in b:
+                continue
+            where = f"image {row['id']} box {j}"
+            mask = masks.decode(b["mask"])
+            if mask.shape != (row["height"], row["width"]):
+                problems.append((out.metadata, f"{where}: mask {mask.shape[1]}x{mask.shape[0]} is not the image's"))
+            elif masks.bbox(mask) != list(b["box"]):
+                problems.append((out.metadata, f"{where}: box {b['box']} is not its mask's {masks.bbox(mask)}"))
     return problems
 
 
@@ -221,8 +279,9 @@ def _check_detic(info_path, cat_path, emb_path, images_dir, current) -> list[tup
     return problems
 
 
-def check_yolo(folder: Path, labels: list[str]) -> list[tuple[Path, str]]:
-    """The ultralytics layout: data.yaml names, one label file per image, `class cx cy w h` lines in range."""
+def check_yolo(folder: Path, labels: list[str], segments: bool = False) -> list[tuple[Path, str]]:
+    """The ultralytics layout: data.yaml names, one label file per image, `class cx cy w h` lines in range
+    (with `segments`: `class x1 y1 x2 y2 ...` polygons of 3 or more points, every coordinate in [0, 1])."""
     folder = Path(folder)
     problems: list[tuple[Path, str]] = []
     yaml_path = folder / "data.yaml"
@@ -242,10 +301,25 @@ def check_yolo(folder: Path, labels: list[str]) -> list[tuple[Path, str]]:
             problems.append((folder / "labels" / split, "label files and images differ"))
         for path in label_files:
             for n, line in enumerate(path.read_text().splitlines(), 1):
-                problem = _yolo_line_problem(line, len(labels))
+                problem = (_segment_line_problem if segments else _yolo_line_problem)(line, len(labels))
                 if problem:
                     problems.append((path, f"line {n}: {problem}"))
     return problems
+
+
+def _segment_line_problem(line: str, n_classes: int) -> str | None:
+    parts = line.split()
+    if len(parts) < 7 or len(parts) % 2 == 0:
+        return f"want 'class x1 y1 x2 y2 x3 y3 ...', got {line[:60]!r}"
+    try:
+        cls, coords = int(parts[0]), [float(v) for v in parts[1:]]
+    except ValueError:
+        return f"not numbers: {line[:60]!r}"
+    if not 0 <= cls < n_classes:
+        return f"class {cls} outside 0..{n_classes - 1}"
+    if any(not 0 <= v <= 1 for v in coords):
+        return "polygon outside the image"
+    return None
 
 
 def _yolo_line_problem(line: str, n_classes: int) -> str | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from imaginarynet.config import FOLDER_STAGES
 from imaginarynet.errors import Interrupted, Reported, StorageError, UserError
 from imaginarynet.exports import CHECKS, EXPORTS
 from imaginarynet.flags import GENERATE, flags
@@ -290,8 +291,8 @@ def check(outputdir, fmt, split):
 
 @cli.command()
 @click.argument("source", type=click.Path(path_type=Path))
-@flags("classfile", "outputdir", "detector", "filter", "batch_size", "dtype", "device", "workers", "devices", "engine",
-       "ray_address", "shard", "overwrite", "quiet", "log_json", "no_report",
+@flags("classfile", "outputdir", *FOLDER_STAGES, "batch_size", "dtype", "device", "workers",
+       "devices", "engine", "ray_address", "shard", "overwrite", "quiet", "log_json", "no_report",
        clip={"help": "Classify with CLIP: an image's class is CLIP's top-1, kept if its probability reaches "
                      "--threshold."})
 def annotate(source, **opts):
@@ -307,12 +308,13 @@ def annotate(source, **opts):
 @click.option("--format", "fmt", type=click.Choice(EXPORTS), required=True)
 @flags("split", split={"help": "Which ImageSets/Main split to export."})
 @click.option("--images-only", is_flag=True, help="COCO without annotations (SSOD unlabeled set).")
+@click.option("--polygons", is_flag=True, help="COCO: masks as polygons (every external contour) instead of RLE.")
 @click.option("--categories", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Detic: an LVIS-style categories JSON to map labels onto (ids and synonyms).")
 @flags("clip_model", "clip_pretrained", "device", clip_model={"help": "Detic embeddings: open_clip model."},
        clip_pretrained={"help": "Detic embeddings: open_clip weights."},
        device={"default": "cpu", "show_default": True, "help": "Device for the Detic text embeddings."})
-def export(outputdir, fmt, split, images_only, categories, clip_model, clip_pretrained, device):
+def export(outputdir, fmt, split, images_only, polygons, categories, clip_model, clip_pretrained, device):
     """Export a finished dataset as COCO JSON, Detic image-labeled data, YOLO or a HF imagefolder."""
     from imaginarynet.exports import ExportOptions
     from imaginarynet.exports import export as write_export
@@ -320,7 +322,8 @@ def export(outputdir, fmt, split, images_only, categories, clip_model, clip_pret
     from imaginarynet.runstate import RunState
 
     settle(outputdir)
-    opts = ExportOptions(split, images_only, categories, clip_model, clip_pretrained, device)
+    opts = ExportOptions(split=split, images_only=images_only, polygons=polygons, categories=categories,
+                         clip_model=clip_model, clip_pretrained=clip_pretrained, device=device)
     with RunState(OutputDir(outputdir)).locked():
         lines = write_export(outputdir, fmt, opts)
     for line in lines:

@@ -190,7 +190,7 @@ DEFAULTS = {f.name: _cli_default(f) for f in fields(RunConfig) if _cli_default(f
 
 
 # The stages that look at a folder's existing images (`annotate DIR`); the others make images.
-FOLDER_STAGES = ("filter", "detector")
+FOLDER_STAGES = ("filter", "detector", "segmenter")
 
 
 def validate(cfg: RunConfig) -> RunConfig:

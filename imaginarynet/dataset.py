@@ -35,7 +35,8 @@ def boxes_to_write(rec: dict, label_other: bool) -> tuple | None:
     if "boxes" not in rec:
         return None
     prompted = set(rec.get("labels") or [rec["class"]])
-    return tuple(b for b in rec["boxes"] if label_other or b["label"] in prompted)
+    # a box whose mask failed the quality rules stays in metadata.jsonl's detections, not in the labels
+    return tuple(b for b in rec["boxes"] if (label_other or b["label"] in prompted) and "mask_rejected" not in b)
 
 
 def label_set(label: str, labels=None, boxes=None) -> list[str]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-import numpy as np
-
 from imaginarynet.errors import UserError
 from imaginarynet.filters.options import FilterOptions
 from imaginarynet.fsutil import atomic_write_bytes
@@ -52,7 +50,9 @@ class DedupOptions(StageOptions):
         return [("dedup embedder", f"{cfg.clip_model} / {cfg.clip_pretrained}", "open_clip")]
 
 
-def write_embedding(out: OutputDir, label: str, k: int, vector: np.ndarray) -> None:
+def write_embedding(out: OutputDir, label: str, k: int, vector) -> None:
+    import numpy as np
+
     buf = io.BytesIO()
     np.save(buf, np.asarray(vector, dtype=np.float32))
     atomic_write_bytes(out.embedding(label, k), buf.getvalue())
@@ -61,10 +61,12 @@ def write_embedding(out: OutputDir, label: str, k: int, vector: np.ndarray) -> N
 class DedupJudge:
     def __init__(self, out: OutputDir, threshold: float):
         self.out, self.threshold = out, threshold
-        self.kept: dict[str, list[np.ndarray]] = {}
+        self.kept: dict[str, list] = {}
 
     def accept(self, label: str, k: int) -> bool:
         """Called once per passing attempt, in attempt order within each class."""
+        import numpy as np
+
         vector = np.load(self.out.embedding(label, k))
         kept = self.kept.setdefault(label, [])
         if kept and float(np.max(np.stack(kept) @ vector)) >= self.threshold:

@@ -25,6 +25,7 @@ class ExportOptions:
 
     split: str = "trainval"
     images_only: bool = False  # coco: no annotations (an SSOD unlabeled set)
+    polygons: bool = False  # coco: masks as polygons instead of RLE
     categories: Path | None = None  # detic: LVIS-style categories to map labels onto
     clip_model: str = "ViT-B-32"  # detic: the text embeddings' open_clip model
     clip_pretrained: str = "openai"
@@ -36,7 +37,7 @@ def _export_coco(root: Path, opts: ExportOptions) -> list[str]:
 
     ds = read_dataset(root)
     path = OutputDir(root).coco_export(opts.split, opts.images_only)
-    atomic_write_text(path, json.dumps(coco_dict(ds.split(opts.split), ds.classes, opts.images_only)))
+    atomic_write_text(path, json.dumps(coco_dict(ds.split(opts.split), ds.classes, opts.images_only, opts.polygons)))
     return [f"{path} (images in {ds.images_dir})"]
 
 
@@ -44,17 +45,20 @@ def _export_imagefolder(root: Path, opts: ExportOptions) -> list[str]:
     from imaginarynet.writers.imagefolder import write_imagefolder
 
     ds = read_dataset(root)
-    folder = write_imagefolder(ds.split(opts.split), OutputDir(root).imagefolder_export(opts.split))
+    folder = write_imagefolder(ds.split(opts.split), OutputDir(root).imagefolder_export(opts.split),
+                               [c.label for c in ds.classes])
     return [f"{folder}: datasets.load_dataset('imagefolder', data_dir='{folder}')"]
 
 
-def _export_yolo(root: Path, opts: ExportOptions) -> list[str]:
+def _export_yolo(root: Path, opts: ExportOptions, segments: bool = False) -> list[str]:
     from imaginarynet.writers.yolo import SPLITS, write_yolo
 
     ds = read_dataset(root)
+    if segments and not any("mask" in b for it in ds.items for b in it.meta.get("boxes") or []):
+        raise UserError(f"{root} has no masks (run with --segmenter): nothing for --format yolo-seg")
     splits = {split: ds.split(split) for split in SPLITS}
-    folder = write_yolo(splits, [c.label for c in ds.classes], OutputDir(root).yolo_export())
-    lines = [f"{folder}: {folder / 'data.yaml'} (ultralytics)"]
+    folder = write_yolo(splits, [c.label for c in ds.classes], OutputDir(root).yolo_export(segments), segments)
+    lines = [f"{folder}: {folder / 'data.yaml'} (ultralytics{', task=segment' if segments else ''})"]
     if not any("boxes" in it.meta for it in ds.items):
         lines.append("warning: no detector boxes in this dataset (run with --detector): each label is a "
                      "whole-image box")
@@ -121,6 +125,8 @@ FORMATS = {
     "imagefolder": Format(_export_imagefolder, None),
     "yolo": Format(_export_yolo, lambda root, o: checks.check_yolo(
         _written(OutputDir(root).yolo_export(), "yolo", root), _labels(root))),
+    "yolo-seg": Format(lambda root, o: _export_yolo(root, o, segments=True), lambda root, o: checks.check_yolo(
+        _written(OutputDir(root).yolo_export(segments=True), "yolo-seg", root), _labels(root), segments=True)),
 }
 EXPORTS = tuple(name for name, f in FORMATS.items() if f.export is not None)
 CHECKS = tuple(name for name, f in FORMATS.items() if f.check is not None)

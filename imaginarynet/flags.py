@@ -12,8 +12,10 @@ from pathlib import Path
 import click
 
 from imaginarynet.config import RunConfig
+from imaginarynet.options import stage_classes
 
-GENERATE = ("dataset", "prompts", "scenes", "backend", "filter", "detector", "dedup", "quotas", "compute", "run")
+# generate's groups: what to make, then the stages in registry order, then the run's own
+GENERATE = ("dataset", *dict.fromkeys(cls.group for cls in stage_classes()), "quotas", "compute", "run")
 
 
 def _click_option(f) -> tuple[tuple, dict]:
@@ -30,7 +32,7 @@ def _click_option(f) -> tuple[tuple, dict]:
 
 
 def _groups() -> dict[str, dict[str, tuple]]:
-    groups: dict[str, dict[str, tuple]] = {name: {} for name in GENERATE}
+    groups: dict[str, dict[str, tuple]] = {name: {} for name in GENERATE}  # in GENERATE's order
     for f in fields(RunConfig):
         if f.metadata.get("decls"):
             decls, kw = _click_option(f)

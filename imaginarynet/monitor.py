@@ -75,7 +75,8 @@ class EventLog:
 
 def format_table(rows: list[dict]) -> str:
     width = max([len("class")] + [len(r["class"]) for r in rows])
-    extra = [(key, title) for key, title in (("labeled", "labeled"), ("no_box", "no box"), ("duplicates", "dups"))
+    extra = [(key, title) for key, title in (("labeled", "labeled"), ("no_box", "no box"), ("no_mask", "no mask"),
+                                                        ("duplicates", "dups"))
              if any(key in r for r in rows)]  # columns of the stages that ran
     lines = [f"{'class':<{width}}  {'kept':>6} / {'target':<6} {'attempts':>8}  {'accept':>6}"
              + "".join(f"  {title:>6}" for _, title in extra)]

@@ -27,6 +27,7 @@ STAGE_OPTIONS = (
     "imaginarynet.prompts.options:PromptOptions",
     "imaginarynet.filters.options:FilterOptions",
     "imaginarynet.detectors.options:DetectorOptions",
+    "imaginarynet.segmenters.options:SegmenterOptions",
     "imaginarynet.dedup:DedupOptions",
 )
 

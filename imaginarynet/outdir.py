@@ -19,6 +19,9 @@ class OutputDir:
         self.images = self.voc / "JPEGImages"
         self.annotations = self.voc / "Annotations"
         self.imagesets = self.voc / "ImageSets" / "Main"
+        self.segsets = self.voc / "ImageSets" / "Segmentation"  # with masks
+        self.segmentation_objects = self.voc / "SegmentationObject"
+        self.segmentation_classes = self.voc / "SegmentationClass"
         self.run_json = self.root / "run.json"
         self.metadata = self.root / "metadata.jsonl"
         self.prompts = self.root / "prompts"
@@ -42,6 +45,15 @@ class OutputDir:
 
     def annotation(self, image_id: str) -> Path:
         return self.annotations / f"{image_id}.xml"
+
+    def segmentation_object(self, image_id: str) -> Path:
+        return self.segmentation_objects / f"{image_id}.png"
+
+    def segmentation_class(self, image_id: str) -> Path:
+        return self.segmentation_classes / f"{image_id}.png"
+
+    def segset(self, split: str) -> Path:
+        return self.segsets / f"{split}.txt"
 
     def imageset(self, name: str) -> Path:
         return self.imagesets / f"{name}.txt"
@@ -97,8 +109,8 @@ class OutputDir:
     def detic_export(self) -> Path:
         return self.exports / "detic"
 
-    def yolo_export(self) -> Path:
-        return self.exports / "yolo"
+    def yolo_export(self, segments: bool = False) -> Path:
+        return self.exports / ("yolo-seg" if segments else "yolo")
 
     def imagefolder_export(self, split: str) -> Path:
         return self.exports / "imagefolder" / split

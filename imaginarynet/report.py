@@ -93,8 +93,25 @@ def _histogram(path: Path, label: str, recs: list[dict], threshold: float | None
     return True
 
 
+def _overlay_masks(im, boxes: list[dict]):
+    """The masks, half-transparent in a colour per object, under the boxes."""
+    import numpy as np
+    from PIL import Image
+
+    from imaginarynet import masks
+
+    colours = [(255, 64, 64), (64, 160, 255), (64, 220, 96), (255, 200, 0), (200, 96, 255), (0, 220, 220)]
+    pixels = np.asarray(im, dtype=np.float32).copy()
+    for j, b in enumerate(boxes):
+        if "mask" in b:
+            mask = Image.fromarray(masks.decode(b["mask"]).astype(np.uint8) * 255).resize(im.size)
+            where = np.asarray(mask) > 127
+            pixels[where] = 0.5 * pixels[where] + 0.5 * np.array(colours[j % len(colours)], np.float32)
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
 def _thumb(src: Path, dst: Path, boxes: list[dict] | None = None) -> bool:
-    """A thumbnail; with detector boxes, each drawn with its class and score."""
+    """A thumbnail; with detector boxes, each drawn with its class and score (over its mask, with masks)."""
     from PIL import Image, ImageDraw
 
     if dst.exists():
@@ -104,6 +121,8 @@ def _thumb(src: Path, dst: Path, boxes: list[dict] | None = None) -> bool:
             im = im.convert("RGB")
             scale = min(THUMB / im.width, THUMB / im.height, 1.0)
             im.thumbnail((THUMB, THUMB))
+            if any("mask" in b for b in boxes or []):
+                im = _overlay_masks(im, boxes)
             draw = ImageDraw.Draw(im)
             for b in boxes or []:
                 x1, y1, x2, y2 = (v * scale for v in b["box"])
@@ -166,6 +185,20 @@ def box_stats(meta: list[dict], labels: list[str]) -> list[dict]:
         rows.append({"class": label, "images": len(mine),
                      "boxes_per_image": round(len(scores) / len(mine), 2) if mine else None,
                      "mean_score": round(sum(scores) / len(scores), 3) if scores else None})
+    return rows
+
+
+def mask_stats(meta: list[dict], run: dict) -> list[dict]:
+    """Per class (with --segmenter): masks written, their mean fill of the detector box and mean predicted IoU,
+    and the attempts rejected for want of a mask."""
+    rows = []
+    for row in run.get("per_class") or []:
+        label = row["class"]
+        found = [b for m in meta for b in m.get("boxes") or [] if b["label"] == label and "mask" in b]
+        rows.append({"class": label, "masks": len(found),
+                     "mean_fill": round(sum(b["mask_fill"] for b in found) / len(found), 3) if found else None,
+                     "mean_iou": round(sum(b["mask_iou"] for b in found) / len(found), 3) if found else None,
+                     "no_mask": row.get("no_mask", 0)})
     return rows
 
 
@@ -249,6 +282,14 @@ def write_report(root: Path) -> Path:
         for r in box_stats(meta, [row["class"] for row in rows]):
             cells = [r["class"], r["images"], r["boxes_per_image"], r["mean_score"]]
             parts.append(f"<tr data-boxes='{html.escape(r['class'])}'>"
+                         + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        parts.append("</table>")
+    if any("mask" in b for m in meta for b in m.get("boxes") or []):
+        parts.append("<h2>Masks</h2><table id='masks'><tr><th>class</th><th>masks</th><th>mean fill</th>"
+                     "<th>mean predicted IoU</th><th>no mask</th></tr>")
+        for r in mask_stats(meta, run):
+            cells = [r["class"], r["masks"], _dash(r["mean_fill"]), _dash(r["mean_iou"]), r["no_mask"]]
+            parts.append(f"<tr data-masks='{html.escape(r['class'])}'>"
                          + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
         parts.append("</table>")
     if any("labels" in m for m in meta):

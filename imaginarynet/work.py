@@ -24,6 +24,7 @@ from imaginarynet.plan import attempt_seed
 from imaginarynet.prompts import create_prompt_source
 from imaginarynet.runtime import share_cores
 from imaginarynet.scenes import scene_of
+from imaginarynet.segmenters import every_class_masked, mask_boxes
 
 JPEG_QUALITY = 95
 
@@ -64,6 +65,11 @@ class StageSet:
         self.backend = create_backend(cfg) if generated else None
         self.filter = create_filter(cfg)
         self.detector = create_detector(cfg)
+        self.segmenter = None
+        if cfg.segmenter:  # on the generation device, or the CPU with --cpu (as the other verifiers)
+            from imaginarynet.segmenters import create_segmenter
+
+            self.segmenter = create_segmenter(cfg.segmenter, "cpu" if cfg.cpu else cfg.device)
         self.embedder = None  # --dedup: CLIP image embeddings (the filter's model when --clip is on)
         if cfg.dedup is not None:
             self.embedder = self.filter if cfg.clip else create_filter(cfg, "clip")
@@ -79,6 +85,8 @@ class StageSet:
             load_stage(self.filter, f"CLIP filter ({cfg.clip_model}, {cfg.clip_pretrained})")
         if self.detector is not None:
             load_stage(self.detector, f"detector {cfg.detector!r}")
+        if self.segmenter is not None:
+            load_stage(self.segmenter, f"segmenter {cfg.segmenter!r}")
         if self.embedder is not None and self.embedder is not self.filter:
             load_stage(self.embedder, f"--dedup CLIP embedder ({cfg.clip_model}, {cfg.clip_pretrained})")
 
@@ -89,6 +97,8 @@ class StageSet:
             info["filter"] = self.filter.describe()
         if self.detector is not None:
             info["detector"] = self.detector.describe()
+        if self.segmenter is not None:
+            info["segmenter"] = self.segmenter.describe()
         return info
 
 
@@ -159,6 +169,14 @@ def run_batch(cfg: RunConfig, stages: StageSet, batch: Unit, timer: StageTimer,
             for i, found in zip(looked, stages.detector.detect(_candidates(looked, batch, generated, requests,
                                                                            classes, scenes))):
                 boxes[i] = found
+    prompted = [[classes[j].label for j in scene] for scene in scenes]
+    if stages.segmenter is not None:  # the boxes of images the detector kept, each image encoded once
+        hit = [i for i in range(len(batch)) if boxes[i] is not None and every_class_hit(boxes[i], prompted[i])]
+        with timer("segment"):
+            masked = mask_boxes(cfg, stages.segmenter, [generated[i].image for i in hit], [boxes[i] for i in hit],
+                                [prompted[i] for i in hit])
+        for i, found in zip(hit, masked):
+            boxes[i] = found
     records, writes = [], []
     for (ci, k), req, gen, score, found, scene in zip(batch, requests, generated, scores, boxes, scenes):
         label = classes[ci].label
@@ -171,6 +189,8 @@ def run_batch(cfg: RunConfig, stages: StageSet, batch: Unit, timer: StageTimer,
             status = "rejected"
         elif stages.detector is not None and not every_class_hit(found, labels or [label]):
             status, reason = "rejected", "no box"
+        elif stages.segmenter is not None and not every_class_masked(found, labels or [label]):
+            status, reason = "rejected", "no mask"
         file = out.staged_rel(label, k) if status == "kept" else None
         records.append(new_attempt(label, k, req.prompt, req.seed, status, score, file, gen.image.size,
                                    boxes=found if stages.detector is not None else None, reason=reason,

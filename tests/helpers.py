@@ -141,21 +141,24 @@ from ultralytics.data.dataset import YOLODataset
 from ultralytics.data.utils import check_det_dataset
 
 data = check_det_dataset(sys.argv[1])
+task = sys.argv[2]
 out = {"names": {int(k): v for k, v in data["names"].items()}}
 for split in ("train", "val"):
-    ds = YOLODataset(img_path=data[split], data=data, task="detect", augment=False, cache=False)
+    ds = YOLODataset(img_path=data[split], data=data, task=task, augment=False, cache=False)
     out[split] = {l["im_file"].rsplit("/", 1)[-1].rsplit(".", 1)[0]:
                   {"cls": l["cls"].ravel().astype(int).tolist(), "xywhn": l["bboxes"].tolist(),
-                   "shape": list(l["shape"])} for l in ds.labels}
+                   "shape": list(l["shape"]), "segments": [s.tolist() for s in l.get("segments") or []]}
+                  for l in ds.labels}
 print(json.dumps(out))
 """
 
 
-def ultralytics_labels(data_yaml: Path, tmp: Path) -> dict:
+def ultralytics_labels(data_yaml: Path, tmp: Path, task: str = "detect") -> dict:
     """A YOLO export as ultralytics' own YOLODataset reads it (in a fresh process: ultralytics changes global
-    settings on import): {"names", "train"/"val": {image stem: {"cls", "xywhn", "shape" (h, w)}}}."""
+    settings on import): {"names", "train"/"val": {image stem: {"cls", "xywhn", "shape" (h, w), "segments"
+    (task="segment": one normalised polygon per instance)}}}."""
     env = dict(os.environ, YOLO_CONFIG_DIR=str(tmp), YOLO_OFFLINE="1")
-    res = subprocess.run([sys.executable, "-c", _ULTRALYTICS_READER, str(data_yaml)], capture_output=True,
+    res = subprocess.run([sys.executable, "-c", _ULTRALYTICS_READER, str(data_yaml), task], capture_output=True,
                          text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout.strip().splitlines()[-1])

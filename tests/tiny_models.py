@@ -286,10 +286,10 @@ def build_tiny_dalle(folder: Path) -> Path:
 
 
 def build_tiny_models(cache: Path | None = None) -> dict[str, Path]:
-    """The demo's models plus the CLIP and OWLv2 most tests use, built once into the cache."""
+    """The demo's models plus the CLIP, OWLv2 and SAM most tests use, built once into the cache."""
     cache = Path(cache) if cache else default_cache()
     return {**build_demo_models(cache), "clip": build_tiny_clip(cache / "clip"),
-            "owlv2": build_tiny_owlv2(cache / "owlv2")}
+            "owlv2": build_tiny_owlv2(cache / "owlv2"), "sam": build_tiny_sam(cache / "sam")}
 
 
 def dalle_generate_uncached(params, cfg, input_ids, attention_mask):

@@ -61,3 +61,54 @@ def create_segmenter(ref, device: str | None = None, dtype: str = "auto") -> Seg
     module, _, attr = SEGMENTERS[segmenter_family(ref)].partition(":")
     return getattr(importlib.import_module(module), attr)(str(ref), segmenter_family(ref), device=device,
                                                           dtype=dtype)
+
+
+def attach_masks(boxes: list[dict], found: list[dict], min_iou: float, min_fill: float) -> list[dict]:
+    """The box records of one image with their masks: `found[i]` is the segmenter's {"mask", "iou"} for
+    boxes[i]. A mask is clipped to its detector box rounded outward; one that passes --mask-iou and
+    --mask-min-fill replaces the box by its own box in pixel edges (the detector's stays as `detector_box`) and
+    is stored as COCO RLE; one that fails keeps the detector box and says why (`mask_rejected`: it is not
+    written)."""
+    import numpy as np
+
+    from imaginarynet import masks
+
+    out = []
+    for b, f in zip(boxes, found):
+        mask = masks.clip_to_box(f["mask"], b["box"])
+        x1, y1, x2, y2 = b["box"]
+        fill = float(np.count_nonzero(mask)) / max((x2 - x1) * (y2 - y1), 1e-9)
+        quality = {"mask_iou": round(float(f["iou"]), 6), "mask_fill": round(fill, 6)}
+        reason = masks.judge(mask, f["iou"], b["box"], min_iou, min_fill)
+        if reason:
+            out.append({**b, **quality, "mask_rejected": reason})
+        else:
+            out.append({**b, **quality, "box": masks.bbox(mask), "detector_box": b["box"], "mask": masks.encode(mask)})
+    return out
+
+
+def segment_boxes(segmenter, images: list, boxes: list[list[dict]], wanted, min_iou: float,
+                  min_fill: float) -> list[list[dict]]:
+    """Every image's box records, those `wanted(i, box)` masked (attach_masks) in one segmenter call for all
+    the images; the others as they were."""
+    picked = [[j for j, b in enumerate(bs) if wanted(i, b)] for i, bs in enumerate(boxes)]
+    found = segmenter.segment(images, [[boxes[i][j]["box"] for j in js] for i, js in enumerate(picked)])
+    result = []
+    for bs, js, fs in zip(boxes, picked, found):
+        masked = dict(zip(js, attach_masks([bs[j] for j in js], fs, min_iou, min_fill)))
+        result.append([masked.get(j, b) for j, b in enumerate(bs)])
+    return result
+
+
+def every_class_masked(boxes: list[dict], labels: list[str]) -> bool:
+    """The keep rule with a segmenter: every prompted class keeps a box whose mask passed."""
+    return all(any(b["label"] == label and "mask" in b for b in boxes) for label in labels)
+
+
+def mask_boxes(cfg, segmenter, images: list, boxes: list[list[dict]], prompted: list[list[str]]) -> list[list[dict]]:
+    """--segmenter: the boxes each image would write (its prompted classes', every class's with
+    --label-other-detections) get their masks; the quality rules decide which stay."""
+    def wanted(i: int, box: dict) -> bool:
+        return cfg.label_other_detections or box["label"] in prompted[i]
+
+    return segment_boxes(segmenter, images, boxes, wanted, cfg.mask_iou, cfg.mask_min_fill)

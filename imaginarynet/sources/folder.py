@@ -97,7 +97,9 @@ class FolderSource:
             kept = sum(r["status"] == "kept" for r in mine)
             rows.append({"class": c.label, "target": kept, "kept": kept, "attempts": len(mine),
                          "acceptance": round(kept / len(mine), 4) if mine else None,
-                         "no_box": sum(r.get("reason") == "no box" for r in mine)})
+                         "no_box": sum(r.get("reason") == "no box" for r in mine),
+                         **({"no_mask": sum(r.get("reason") == "no mask" for r in mine)}
+                            if self.cfg.segmenter else {})})
         return rows
 
     def shortfalls(self, sched) -> list[dict]:
@@ -129,13 +131,25 @@ def run_batch(cfg, stages, batch: list[tuple[int, int]], timer, out) -> tuple[li
     if stages.detector is not None:
         with timer("detect"):
             boxes = dict(zip(readable, stages.detector.detect(candidates)))
+    decided = {k: decide(verdicts.get(k), boxes.get(k), stages.detector is not None) for k in readable}
+    if stages.segmenter is not None:
+        from imaginarynet.segmenters import every_class_masked, mask_boxes
+
+        hit = [k for k in readable if decided[k][1] == "kept" and boxes.get(k) is not None]
+        with timer("segment"):
+            masked = mask_boxes(cfg, stages.segmenter, [images[k] for k in hit], [boxes[k] for k in hit],
+                                [[decided[k][0]] for k in hit])
+        for k, found in zip(hit, masked):
+            boxes[k] = found
+            if not every_class_masked(found, [decided[k][0]]):
+                decided[k] = (decided[k][0], "rejected", "no mask")
     records, writes = [], []
     for k in ks:
         name = files[k].name
         if images[k] is None:
             records.append(dict(new_attempt("", k, None, None, "unreadable"), source=name))
             continue
-        label, status, reason = decide(verdicts.get(k), boxes.get(k), stages.detector is not None)
+        label, status, reason = decided[k]
         file = out.staged_rel(label, k) if status == "kept" else None
         records.append(dict(new_attempt(label, k, None, None, status, verdicts.get(k), file, images[k].size,
                                         boxes=boxes.get(k), reason=reason), source=name))

@@ -28,7 +28,7 @@ class GeneratedSource:
         return select(cfg.classes, cfg.quotas, candidates, cfg.label_other_detections)
 
     def table(self, sched, by_class: dict) -> list[dict]:
-        return summary_rows(self.streams, sched, by_class if self.cfg.detector else None)
+        return summary_rows(self.streams, sched, by_class if self.cfg.detector else None, bool(self.cfg.segmenter))
 
     def shortfalls(self, sched) -> list[dict]:
         return sched.shortfalls()
@@ -37,7 +37,7 @@ class GeneratedSource:
         return {}
 
 
-def summary_rows(labels: list[str], sched, by_class: dict | None = None) -> list[dict]:
+def summary_rows(labels: list[str], sched, by_class: dict | None = None, segmenting: bool = False) -> list[dict]:
     """Per-class counts; with by_class (ledger records), also the attempts a detector found no box in."""
     rows = []
     for i, label in enumerate(labels):
@@ -46,5 +46,7 @@ def summary_rows(labels: list[str], sched, by_class: dict | None = None) -> list
                "acceptance": round(sched.kept[i] / attempted, 4) if attempted else None}
         if by_class is not None:
             row["no_box"] = sum(r.get("reason") == "no box" for r in by_class.get(label, []))
+            if segmenting:
+                row["no_mask"] = sum(r.get("reason") == "no mask" for r in by_class.get(label, []))
         rows.append(row)
     return rows
