@@ -274,3 +274,55 @@ def test_dry_run_and_download_name_the_segmenter(tiny, tiny_sd_args, tmp_path):
     assert res.returncode == 0 and f"segmenter     {tiny['sam']}  [local]" in res.stdout, res.stdout
     res = run_cli(["download", *args])
     assert res.returncode == 0 and f"segmenter: {tiny['sam']} is a local folder" in res.stdout, res.stdout
+
+
+def test_where_masks_overlap_the_higher_detector_score_owns_the_pixel():
+    """Planted masks: the VOC PNGs give a shared pixel to the higher score whatever the object order, and
+    the object values are XML positions."""
+    from imaginarynet.dataset import Entry
+    from imaginarynet.writers.voc import segmentation_maps
+
+    h, w = 10, 12
+    a, b = np.zeros((h, w), bool), np.zeros((h, w), bool)
+    a[2:6, 2:8] = True
+    b[4:9, 5:11] = True
+    boxes = ({"label": "cat", "box": masks.bbox(a), "score": 0.4, "mask": masks.encode(a)},
+             {"label": "dog", "box": masks.bbox(b), "score": 0.9, "mask": masks.encode(b)})
+    for order in (boxes, boxes[::-1]):
+        e = Entry(id="000001", label=order[0]["label"], name="x", k=0, prompt="p", seed=0, width=w, height=h,
+                  staged="x.jpg", score=None, boxes=order, detections=order)
+        objects, classes = segmentation_maps(e, LABELS)
+        dog = 1 + [o["label"] for o in order].index("dog")
+        assert objects[5, 6] == dog and classes[5, 6] == LABELS.index("dog") + 1  # the shared pixel
+        assert classes[2, 2] == LABELS.index("cat") + 1 and classes[8, 10] == LABELS.index("dog") + 1
+        assert objects[0, 0] == classes[0, 0] == 0
+
+
+def test_annotate_with_sam2_gives_sam2s_masks(tiny, tmp_path):
+    """The SAM 2 family through the same stage: Sam2Processor's post-processing, no reshaped sizes."""
+    from tiny_models import build_tiny_sam2
+
+    sam2 = build_tiny_sam2(tmp_path / "sam2")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(9)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (50 + 7 * i, 70, 3), dtype=np.uint8)).save(photos / f"q{i}.png")
+    classes = write_classfile(tmp_path / "c.txt", LABELS)
+    out = tmp_path / "out"
+    res = run_cli(["annotate", photos, "--classfile", classes, "--outputdir", out, "--detector", tiny["owlv2"],
+                   "--box-threshold", THRESHOLD, "--segmenter", sam2, "--mask-iou", 0, "--mask-min-fill", 0,
+                   "--no-report"])
+    assert res.returncode == 0, res.stderr
+    rows = read_jsonl(out / "metadata.jsonl")
+    assert rows and all(r["boxes"] for r in rows)
+    for row in rows:
+        image = Image.open(photos / row["source"]).convert("RGB")
+        for b in row["boxes"]:
+            expected, iou, logits = oracle(sam2, "sam2", image, b["detector_box"])
+            x1, y1, x2, y2 = b["detector_box"]
+            inside = np.zeros_like(expected)
+            inside[int(np.floor(y1)):int(np.ceil(y2)), int(np.floor(x1)):int(np.ceil(x2))] = True
+            same_mask(masks.decode(b["mask"]), expected & inside, np.where(inside, logits, 1.0))
+            assert b["mask_iou"] == pytest.approx(iou, rel=1e-4, abs=1e-5)
+    assert run_cli(["check", out]).returncode == 0
