@@ -78,8 +78,9 @@ def storage_errors(outputdir: Path):
         raise StorageError(f"{outputdir}: {exc.strerror or exc}") from exc
 
 
-def build_config(opts: dict):
-    """Validated RunConfig from CLI options; raises UserError before any model loads."""
+def build_config(opts: dict, classes=None):
+    """Validated RunConfig from CLI options (the class file's classes unless given); raises UserError before any
+    model loads."""
     from imaginarynet.classes import load_classes
     from imaginarynet.config import RunConfig, validate
 
@@ -87,7 +88,7 @@ def build_config(opts: dict):
     opts["safety_checker"] = not opts.pop("no_safety_checker", False)
     opts["report"] = not opts.pop("no_report")
     opts["backend_options"] = parse_backend_options(opts.pop("backend_option", ()))
-    classes = load_classes(opts["classfile"])
+    classes = classes if classes is not None else load_classes(opts["classfile"])
     return validate(RunConfig(classes=classes, **opts))
 
 
@@ -301,6 +302,24 @@ def annotate(source, **opts):
 
     list_images(source)  # a missing or empty folder: one line, before any model loads
     _run_and_report(build_config(dict(opts, source=str(Path(source).resolve()))))
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@flags("outputdir", "num", "per_class", "classfile", "seed", "compose", "scenes", "batch_size", "workers", "engine",
+       "ray_address", "shard", "overwrite", "quiet", "log_json", "no_report",
+       classfile={"default": None, "show_default": False,
+                  "help": "Fix the class order (must hold every source class) [default: the sources' classes]."})
+def compose(sources, **opts):
+    """Paste the masked objects of finished datasets (made with --segmenter) onto --backgrounds: scenes whose boxes
+    and masks are exact by construction, in the same OUT layout."""
+    from imaginarynet.classes import load_classes
+    from imaginarynet.sources.composed import source_classes
+
+    given = load_classes(opts["classfile"]) if opts["classfile"] else None
+    classes = source_classes([str(s) for s in sources], given)
+    opts["classfile"] = opts["classfile"] or str(sources[0])
+    _run_and_report(build_config(dict(opts, compose_sources=tuple(str(s) for s in sources)), classes))
 
 
 @cli.command()

@@ -17,7 +17,8 @@ from imaginarynet.errors import UserError
 from imaginarynet.options import StageOptions, check_model_ref, compose, option, stage_classes
 from imaginarynet.scenes import parse_objects
 
-__all__ = ["RunConfig", "RunOptions", "DEFAULTS", "FOLDER_STAGES", "check_model_ref", "validate", "config_from_run"]
+__all__ = ["RunConfig", "RunOptions", "DEFAULTS", "FOLDER_STAGES", "COMPOSE_STAGES", "check_model_ref", "validate",
+           "config_from_run"]
 
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 ENGINES = ("local", "ray")
@@ -189,8 +190,9 @@ def _cli_default(f):
 DEFAULTS = {f.name: _cli_default(f) for f in fields(RunConfig) if _cli_default(f) is not MISSING}
 
 
-# The stages that look at a folder's existing images (`annotate DIR`); the others make images.
+# The stages that look at a folder's existing images (`annotate DIR`), and those of `compose`.
 FOLDER_STAGES = ("filter", "detector", "segmenter")
+COMPOSE_STAGES = ("scenes", "compose")
 
 
 def validate(cfg: RunConfig) -> RunConfig:
@@ -201,6 +203,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         if not (cfg.clip or cfg.detector):
             raise UserError("annotate needs --detector or --clip (or both): something must look at the images")
         stages = [s for s in stages if isinstance(s, RunOptions) or s.group in FOLDER_STAGES]
+    elif cfg.compose_sources:
+        stages = [s for s in stages if isinstance(s, RunOptions) or s.group in COMPOSE_STAGES]
     for stage in stages:
         for key, value in stage.check(cfg).items():
             setattr(cfg, key, value)

@@ -28,6 +28,7 @@ class Entry:
     detections: tuple | None = None  # with --detector: every box found
     source: str | None = None  # `annotate`: the file the image came from
     labels: tuple | None = None  # a scene's prompted classes, the primary first (None: one object per image)
+    composition: dict | None = None  # `compose`: the background, its crop and every pasted instance
 
 
 def boxes_to_write(rec: dict, label_other: bool) -> tuple | None:
@@ -79,7 +80,7 @@ def select(classes, quotas, by_class: dict[str, list[dict]], label_other: bool =
                 prompt=rec["prompt"], seed=rec["seed"], width=rec["width"], height=rec["height"],
                 staged=rec["file"], score=rec.get("score"), boxes=boxes_to_write(rec, label_other),
                 detections=tuple(rec["boxes"]) if "boxes" in rec else None,
-                labels=tuple(rec["labels"]) if "labels" in rec else None))
+                labels=tuple(rec["labels"]) if "labels" in rec else None, composition=rec.get("composition")))
     return entries
 
 
@@ -99,6 +100,8 @@ def metadata_row(e: Entry, file_name: str) -> dict:
         row["source"] = e.source
     if e.labels is not None:  # scenes only: single-object rows stay byte for byte what they were
         row["labels"] = list(e.labels)
+    if e.composition is not None:
+        row["composition"] = e.composition
     return row
 
 

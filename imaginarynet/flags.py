@@ -15,7 +15,8 @@ from imaginarynet.config import RunConfig
 from imaginarynet.options import stage_classes
 
 # generate's groups: what to make, then the stages in registry order, then the run's own
-GENERATE = ("dataset", *dict.fromkeys(cls.group for cls in stage_classes()), "quotas", "compute", "run")
+GENERATE = ("dataset", *dict.fromkeys(cls.group for cls in stage_classes() if cls.generate), "quotas", "compute",
+            "run")
 
 
 def _click_option(f) -> tuple[tuple, dict]:
@@ -32,12 +33,12 @@ def _click_option(f) -> tuple[tuple, dict]:
 
 
 def _groups() -> dict[str, dict[str, tuple]]:
-    groups: dict[str, dict[str, tuple]] = {name: {} for name in GENERATE}  # in GENERATE's order
+    groups: dict[str, dict[str, tuple]] = {name: {} for name in GENERATE}  # in GENERATE's order, then the others
     for f in fields(RunConfig):
         if f.metadata.get("decls"):
             decls, kw = _click_option(f)
             dest = decls[1] if len(decls) > 1 and not decls[1].startswith("-") else f.name
-            groups[f.metadata["group"] or f.metadata["owner"].group][dest] = (decls, kw)
+            groups.setdefault(f.metadata["group"] or f.metadata["owner"].group, {})[dest] = (decls, kw)
     return groups
 
 

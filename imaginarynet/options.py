@@ -29,6 +29,7 @@ STAGE_OPTIONS = (
     "imaginarynet.detectors.options:DetectorOptions",
     "imaginarynet.segmenters.options:SegmenterOptions",
     "imaginarynet.dedup:DedupOptions",
+    "imaginarynet.sources.composed:ComposeOptions",
 )
 
 
@@ -48,6 +49,7 @@ class StageOptions:
     """Base of every options class."""
 
     group: ClassVar[str] = ""  # the CLI group its flags appear in (flags.py)
+    generate: ClassVar[bool] = True  # whether `generate` takes its flags
 
     def active(self, cfg) -> bool:
         """Whether the stage runs with these options (an inactive stage adds nothing to the fingerprint)."""

@@ -195,11 +195,49 @@ def mask_stats(meta: list[dict], run: dict) -> list[dict]:
     for row in run.get("per_class") or []:
         label = row["class"]
         found = [b for m in meta for b in m.get("boxes") or [] if b["label"] == label and "mask" in b]
+        judged = [b for b in found if "mask_iou" in b]  # a segmenter's (a composed mask is exact)
         rows.append({"class": label, "masks": len(found),
-                     "mean_fill": round(sum(b["mask_fill"] for b in found) / len(found), 3) if found else None,
-                     "mean_iou": round(sum(b["mask_iou"] for b in found) / len(found), 3) if found else None,
+                     "mean_fill": round(sum(b["mask_fill"] for b in judged) / len(judged), 3) if judged else None,
+                     "mean_iou": round(sum(b["mask_iou"] for b in judged) / len(judged), 3) if judged else None,
                      "no_mask": row.get("no_mask", 0)})
     return rows
+
+
+SIZES = (("small", 0, 32 ** 2), ("medium", 32 ** 2, 96 ** 2), ("large", 96 ** 2, float("inf")))  # COCO's areas
+
+
+def composition_stats(meta: list[dict], labels: list[str]) -> tuple[list[dict], dict]:
+    """`compose`: per class the pasted instances and their visible sizes by COCO's small / medium / large
+    (mask area); and how often each source instance was used ({uses: instances used that often})."""
+    from imaginarynet import masks
+
+    rows, uses = [], {}
+    pasted = [p for m in meta for p in (m.get("composition") or {}).get("instances", [])]
+    for label in labels:
+        mine = [p for p in pasted if p["class"] == label]
+        areas = [masks.area(p["visible_mask"]) for p in mine]
+        rows.append({"class": label, "instances": len(mine),
+                     **{name: sum(lo <= a < hi for a in areas) for name, lo, hi in SIZES}})
+    for p in pasted:
+        key = (p["source"], p["image_id"], p["index"])
+        uses[key] = uses.get(key, 0) + 1
+    histogram: dict[int, int] = {}
+    for n in uses.values():
+        histogram[n] = histogram.get(n, 0) + 1
+    return rows, dict(sorted(histogram.items()))
+
+
+def _composition_section(meta: list[dict], labels: list[str]) -> str:
+    rows, histogram = composition_stats(meta, labels)
+    parts = ["<h2>Composition</h2><table id='composition'><tr><th>class</th><th>instances pasted</th>"
+             + "".join(f"<th>{name}</th>" for name, _, _ in SIZES) + "</tr>"]
+    for r in rows:
+        cells = [r["class"], r["instances"], *(r[name] for name, _, _ in SIZES)]
+        parts.append(f"<tr data-composition='{html.escape(r['class'])}'>"
+                     + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    parts.append("</table><p>Source instances by times used: "
+                 + ", ".join(f"{n}x: {count}" for n, count in histogram.items()) + "</p>")
+    return "".join(parts)
 
 
 def _scenes_section(meta: list[dict], labels: list[str]) -> str:
@@ -292,6 +330,8 @@ def write_report(root: Path) -> Path:
             parts.append(f"<tr data-masks='{html.escape(r['class'])}'>"
                          + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
         parts.append("</table>")
+    if any("composition" in m for m in meta):
+        parts.append(_composition_section(meta, [row["class"] for row in rows]))
     if any("labels" in m for m in meta):
         parts.append(_scenes_section(meta, [row["class"] for row in rows]))
     timings = run.get("timings") or {}

@@ -60,11 +60,16 @@ class StageSet:
 
     def __init__(self, cfg: RunConfig, out: OutputDir):
         self.cfg = cfg
-        generated = not cfg.source  # a folder's images need no prompts nor backend
+        generated = not (cfg.source or cfg.compose_sources)  # found or pasted images need no prompts nor backend
         self.prompts = create_prompt_source(cfg, out.state) if generated else None
         self.backend = create_backend(cfg) if generated else None
         self.filter = create_filter(cfg)
         self.detector = create_detector(cfg)
+        self.composer = None
+        if cfg.compose_sources:
+            from imaginarynet.sources.composed import Composer
+
+            self.composer = Composer(cfg)
         self.segmenter = None
         if cfg.segmenter:  # on the generation device, or the CPU with --cpu (as the other verifiers)
             from imaginarynet.segmenters import create_segmenter
@@ -99,6 +104,8 @@ class StageSet:
             info["detector"] = self.detector.describe()
         if self.segmenter is not None:
             info["segmenter"] = self.segmenter.describe()
+        if self.composer is not None:
+            info["composer"] = self.composer.describe()
         return info
 
 
@@ -224,6 +231,10 @@ class UnitWorker:
             from imaginarynet.sources.folder import run_batch as folder_batch
 
             self.batch = folder_batch
+        elif cfg.compose_sources:
+            from imaginarynet.sources.composed import run_batch as composed_batch
+
+            self.batch = composed_batch
         self.stages = StageSet(self.cfg, self.out)
         self.stages.load()
         self.load_seconds = time.perf_counter() - start

@@ -70,3 +70,31 @@ def small_disk(tmp_path):
     assert res.returncode == 0, f"this test needs to mount a tmpfs (root): {res.stderr}"
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+MASK_LABELS = ["dog", "cat"]
+
+
+@pytest.fixture(scope="session")
+def annotated(tiny, tmp_path_factory):
+    """`annotate` with --detector and --segmenter as the README types it (the report included), on 8 photos
+    of different sizes; the quality thresholds at 0 so every box keeps a mask. (test_masks reads it back, and
+    test_compose pastes its objects.)"""
+    import numpy as np
+    from helpers import read_jsonl, run_cli, write_classfile
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("masks")
+    photos = d / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (40 + 6 * i, 84 - 5 * i, 3), dtype=np.uint8)).save(photos / f"p{i}.png")
+    classes = write_classfile(d / "c.txt", MASK_LABELS)
+    out = d / "out"
+    res = run_cli(["annotate", photos, "--classfile", classes, "--outputdir", out, "--detector", tiny["owlv2"],
+                   "--box-threshold", 0.5, "--segmenter", tiny["sam"], "--mask-iou", 0, "--mask-min-fill", 0])
+    assert res.returncode == 0, res.stderr
+    rows = read_jsonl(out / "metadata.jsonl")
+    assert len(rows) >= 3 and sum(len(r["boxes"]) for r in rows) >= 4, "too few boxes for the test to mean much"
+    return d, photos, out, rows

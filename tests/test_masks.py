@@ -17,26 +17,6 @@ LABELS = ["dog", "cat"]
 THRESHOLD = 0.5  # the tiny OWLv2's scores: some boxes clear it, not all
 
 
-@pytest.fixture(scope="module")
-def annotated(tiny, tmp_path_factory):
-    """`annotate` with --detector and --segmenter as the README types it (the report included), on 8 photos
-    of different sizes; the quality thresholds at 0 so every box keeps a mask."""
-    d = tmp_path_factory.mktemp("masks")
-    photos = d / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(5)
-    for i in range(8):
-        Image.fromarray(rng.integers(0, 256, (40 + 6 * i, 84 - 5 * i, 3), dtype=np.uint8)).save(photos / f"p{i}.png")
-    classes = write_classfile(d / "c.txt", LABELS)
-    out = d / "out"
-    res = run_cli(["annotate", photos, "--classfile", classes, "--outputdir", out, "--detector", tiny["owlv2"],
-                   "--box-threshold", THRESHOLD, "--segmenter", tiny["sam"], "--mask-iou", 0, "--mask-min-fill", 0])
-    assert res.returncode == 0, res.stderr
-    rows = read_jsonl(out / "metadata.jsonl")
-    assert len(rows) >= 3 and sum(len(r["boxes"]) for r in rows) >= 4, "too few boxes for the test to mean much"
-    return d, photos, out, rows
-
-
 def test_every_written_mask_is_the_models_mask_clipped_to_its_detector_box(annotated, tiny):
     """Catches a mask of another box or image (batching), one not brought back to the image size, a box that is
     not its mask's box, a mask not clipped to the detector box, and the wrong multimask output."""
