@@ -5,8 +5,9 @@ Every draw of scene (c, k) is u(what) = (first 8 bytes, little-endian, of
 sha256("compose\\0{seed}\\0{label of c}\\0{k}\\0{what}") >> 11) / 2**53, uniform in [0, 1):
 
     classes      scenes.draw_scene(seed, labels, c, k, MIN, MAX, --cooccurrence): c first, then the extras
-    background   B[floor(u("background") * len(B))]: resized to cover W x H (the scale max(W/bw, H/bh), sides
-                 rounded), centre-cropped (offsets floor((side - W) / 2)); without --size its own size
+    background   B[floor(u("background") * len(B))]: resized (bilinear) to cover W x H (the scale
+                 max(W/bw, H/bh), sides rounded), centre-cropped (offsets floor((side - W) / 2)); without --size
+                 its own size
     for the j-th class (j = 0, 1, ...) in draw order:
       instance   I_class[floor(u("instance j") * len(I_class))]  (the class's instances in source order)
       scale      s = exp(ln MIN + u("scale j") * (ln MAX - ln MIN))   (--scale MIN-MAX)

@@ -135,13 +135,15 @@ def test_exports_and_report_of_a_composed_dataset(annotated, composed):
     assert run["models"]["composer"]["instances"] == sum(len(r["boxes"]) for r in annotated[3])
 
 
-def test_workers_batch_sizes_and_a_kill_make_the_same_dataset(annotated, backgrounds, composed, tmp_path):
+def test_workers_batch_sizes_shards_and_a_kill_make_the_same_dataset(annotated, backgrounds, composed, tmp_path):
     out, rows = composed
     want = [(r["id"], r["composition"], r["boxes"]) for r in rows]
-    runs = {"b1": ["--batch-size", 1], "w2": ["--workers", 2, "--batch-size", 3]}
-    for name, extra in runs.items():
-        res = run_cli(compose_args(annotated, backgrounds, tmp_path / name, "--blend", "none", "--quiet", *extra))
-        assert res.returncode == 0, res.stderr
+    runs = {"b1": [["--batch-size", 1]], "w2": [["--workers", 2, "--batch-size", 3]],
+            "shards": [["--shard", "0/2"], ["--shard", "1/2"]]}
+    for name, slices in runs.items():
+        for extra in slices:
+            res = run_cli(compose_args(annotated, backgrounds, tmp_path / name, "--blend", "none", "--quiet", *extra))
+            assert res.returncode == 0, res.stderr
         got = read_jsonl(tmp_path / name / "metadata.jsonl")
         assert [(r["id"], r["composition"], r["boxes"]) for r in got] == want
         for r in rows:
