@@ -306,3 +306,26 @@ def test_annotate_with_sam2_gives_sam2s_masks(tiny, tmp_path):
             same_mask(masks.decode(b["mask"]), expected & inside, np.where(inside, logits, 1.0))
             assert b["mask_iou"] == pytest.approx(iou, rel=1e-4, abs=1e-5)
     assert run_cli(["check", out]).returncode == 0
+
+
+def test_boxes_whose_masks_fail_are_dropped_and_images_without_one_are_no_mask(annotated, tiny, tmp_path):
+    """--mask-min-fill 1 (a mask must fill its whole detector box): the same photos as `annotated`, whose boxes
+    all had masks, now come out "no mask" wherever no box keeps one; the summary, run.json and the ledger say
+    so, and a failed box stays in detections with its reason, never in the labels."""
+    d, photos, _, kept_before = annotated
+    out = tmp_path / "strict"
+    res = run_cli(["annotate", photos, "--classfile", d / "c.txt", "--outputdir", out, "--detector", tiny["owlv2"],
+                   "--box-threshold", THRESHOLD, "--segmenter", tiny["sam"], "--mask-iou", 0, "--mask-min-fill", 1])
+    assert res.returncode == 0, res.stderr
+    assert "no mask" in res.stderr  # the summary table's column
+    ledger = read_jsonl(out / ".state" / "ledger.jsonl")
+    no_mask = [r for r in ledger if r.get("reason") == "no mask"]
+    assert no_mask, "--mask-min-fill 1 should leave some image without a mask"
+    for r in no_mask:
+        assert all("mask_rejected" in b for b in r["boxes"] if b["label"] == r["class"])
+    run = json.loads((out / "run.json").read_text())
+    assert sum(row["no_mask"] for row in run["per_class"]) == len(no_mask)
+    for row in read_jsonl(out / "metadata.jsonl"):
+        assert all("mask" in b and "mask_rejected" not in b for b in row["boxes"])
+        assert any("mask_rejected" in b for b in row["detections"]) or len(row["boxes"]) == len(row["detections"])
+    assert len(read_jsonl(out / "metadata.jsonl")) == len(kept_before) - len(no_mask)
