@@ -12,7 +12,9 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Entry:
-    """An image to write: a kept attempt with its dataset id (reader.Item is an image as written)."""
+    """One image of the dataset, from the ledger to every writer: a kept attempt with its dataset id. Before
+    assembly its pixels are the staged JPEG (`staged`); read back from a finished OUT (reader.read_dataset)
+    it is a metadata.jsonl row (`entry_of_row`, the inverse of `metadata_row`) and `path` is its VOC JPEG."""
 
     id: str  # "000001"
     label: str
@@ -29,6 +31,7 @@ class Entry:
     source: str | None = None  # `annotate`: the file the image came from
     labels: tuple | None = None  # a scene's prompted classes, the primary first (None: one object per image)
     composition: dict | None = None  # `compose`: the background, its crop and every pasted instance
+    path: Path | None = None  # read back: the image as written (VOC2007/JPEGImages/<id>.jpg)
 
 
 def boxes_to_write(rec: dict, label_other: bool) -> tuple | None:
@@ -103,6 +106,17 @@ def metadata_row(e: Entry, file_name: str) -> dict:
     if e.composition is not None:
         row["composition"] = e.composition
     return row
+
+
+def entry_of_row(row: dict, root: Path) -> Entry:
+    """A metadata.jsonl row as the image record it was written from (`root`: the OUT it belongs to)."""
+    boxes = row.get("boxes")
+    return Entry(id=row["id"], label=row["class"], name=row.get("name", row["class"]), k=row.get("attempt"),
+                 prompt=row.get("prompt"), seed=row.get("seed"), width=row["width"], height=row["height"],
+                 staged=None, score=row.get("clip"), boxes=None if boxes is None else tuple(boxes),
+                 detections=None if boxes is None else tuple(row.get("detections") or ()),
+                 source=row.get("source"), labels=tuple(row["labels"]) if "labels" in row else None,
+                 composition=row.get("composition"), path=Path(root) / row["file_name"])
 
 
 def voc_box(box: list[float], width: int, height: int) -> tuple[int, int, int, int]:

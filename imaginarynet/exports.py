@@ -54,12 +54,12 @@ def _export_yolo(root: Path, opts: ExportOptions, segments: bool = False) -> lis
     from imaginarynet.writers.yolo import SPLITS, write_yolo
 
     ds = read_dataset(root)
-    if segments and not any("mask" in b for it in ds.items for b in it.meta.get("boxes") or []):
+    if segments and not any("mask" in b for it in ds.items for b in it.boxes or ()):
         raise UserError(f"{root} has no masks (run with --segmenter): nothing for --format yolo-seg")
     splits = {split: ds.split(split) for split in SPLITS}
     folder = write_yolo(splits, [c.label for c in ds.classes], OutputDir(root).yolo_export(segments), segments)
     lines = [f"{folder}: {folder / 'data.yaml'} (ultralytics{', task=segment' if segments else ''})"]
-    if not any("boxes" in it.meta for it in ds.items):
+    if not any(it.boxes is not None for it in ds.items):
         lines.append("warning: no detector boxes in this dataset (run with --detector): each label is a "
                      "whole-image box")
     return lines

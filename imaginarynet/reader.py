@@ -8,35 +8,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imaginarynet.classes import ImageClass
-from imaginarynet.dataset import read_metadata
+from imaginarynet.dataset import Entry, entry_of_row, read_metadata
 from imaginarynet.errors import UserError
 from imaginarynet.outdir import OutputDir
 from imaginarynet.runstate import RunState
-
-
-@dataclass(frozen=True)
-class Item:
-    """An image as written (dataset.Entry is an image to write)."""
-
-    id: str
-    label: str
-    width: int
-    height: int
-    path: Path
-    meta: dict
 
 
 @dataclass
 class Dataset:
     root: Path
     classes: list[ImageClass]
-    items: list[Item]
+    items: list[Entry]
 
     @property
     def images_dir(self) -> Path:
         return OutputDir(self.root).images
 
-    def split(self, name: str) -> list[Item]:
+    def split(self, name: str) -> list[Entry]:
         path = OutputDir(self.root).imageset(name)
         if not path.exists():
             raise UserError(f"no split {name!r}: {path} does not exist")
@@ -65,6 +53,5 @@ def read_dataset(root: Path) -> Dataset:
     classes = classes_of(root)
     if read_run(root).get("status") != "complete":
         raise UserError(f"{root}: the run is not complete; run the same generate command again first")
-    items = [Item(m["id"], m["class"], m["width"], m["height"], root / m["file_name"], m)
-             for m in read_metadata(OutputDir(root).metadata)]
+    items = [entry_of_row(m, root) for m in read_metadata(OutputDir(root).metadata)]
     return Dataset(root, classes, items)

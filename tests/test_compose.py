@@ -213,3 +213,16 @@ def test_compose_as_the_readme_types_it(annotated, backgrounds, tmp_path):
             assert b["box"] == masks.bbox(masks.decode(b["mask"]))
     assert run_cli(["check", out]).returncode == 0
     assert "data-composition" in (out / "report" / "index.html").read_text()
+
+
+def test_one_image_record_reads_back_what_was_written(annotated, composed):
+    """A metadata.jsonl row read back as the image record (dataset.entry_of_row) writes the same row again
+    (dataset.metadata_row), for detector + mask rows and composed rows alike; catches a field the reader
+    drops or renames, which every export would then lose."""
+    from imaginarynet.dataset import entry_of_row, metadata_row
+
+    for out, rows in ((annotated[2], annotated[3]), composed):
+        for row in rows:
+            entry = entry_of_row(row, out)
+            assert entry.path == out / row["file_name"] and entry.path.exists()
+            assert metadata_row(entry, row["file_name"]) == row

@@ -118,7 +118,7 @@ def load_instances(sources) -> list:
     instances = []
     for src in sources:
         for item in read_dataset(Path(src)).items:
-            for j, b in enumerate(item.meta.get("boxes") or []):
+            for j, b in enumerate(item.boxes or ()):
                 if "mask" in b:
                     instances.append(Instance(str(src), item.id, j, b["label"], tuple(b["box"])))
     return instances
@@ -155,8 +155,8 @@ class Composer:
 
             inst = self.instances[i]
             x1, y1, x2, y2 = inst.box
-            row = self.rows[(inst.source, inst.image_id)].meta
-            self._masks[i] = masks.decode(row["boxes"][inst.index]["mask"])[y1:y2, x1:x2]
+            entry = self.rows[(inst.source, inst.image_id)]
+            self._masks[i] = masks.decode(entry.boxes[inst.index]["mask"])[y1:y2, x1:x2]
         return self._masks[i]
 
     def crop(self, i: int):

@@ -4,8 +4,7 @@ only (annotations: []) for SSOD unlabeled sets."""
 from __future__ import annotations
 
 from imaginarynet import masks
-from imaginarynet.dataset import row_labels
-from imaginarynet.reader import Item
+from imaginarynet.dataset import Entry, image_labels
 from imaginarynet.records import label_boxes
 
 
@@ -13,7 +12,7 @@ def coco_categories(classes) -> list[dict]:
     return [{"id": i, "name": c.label, "supercategory": "object"} for i, c in enumerate(classes, 1)]
 
 
-def coco_dict(items: list[Item], classes, images_only: bool = False, polygons: bool = False) -> dict:
+def coco_dict(items: list[Entry], classes, images_only: bool = False, polygons: bool = False) -> dict:
     """With masks, each annotation's `segmentation` is the mask as COCO RLE (or, `polygons`, its external
     contours as COCO polygons), `area` the mask's pixel count and `bbox` the mask's box."""
     cat_id = {c.label: i for i, c in enumerate(classes, 1)}
@@ -22,7 +21,7 @@ def coco_dict(items: list[Item], classes, images_only: bool = False, polygons: b
     annotations = []
     if not images_only:
         for it in items:
-            for b in label_boxes(row_labels(it.meta), it.meta.get("boxes"), it.width, it.height):
+            for b in label_boxes(image_labels(it), it.boxes, it.width, it.height):
                 x1, y1, x2, y2 = b.xyxy  # as COCO's [x, y, w, h] in pixels
                 w, h = round(x2 - x1, 2), round(y2 - y1, 2)
                 ann = {"id": len(annotations) + 1, "image_id": int(it.id), "category_id": cat_id[b.label],

@@ -13,9 +13,8 @@ import json
 import re
 from pathlib import Path
 
-from imaginarynet.dataset import row_labels
+from imaginarynet.dataset import Entry, image_labels
 from imaginarynet.errors import UserError
-from imaginarynet.reader import Item
 
 EMBEDDING_PREFIX = "a "  # Detic's own class-name prompt for its CLIP text embeddings
 
@@ -60,12 +59,12 @@ def map_classes(classes, categories: list[dict]) -> dict[str, int]:
     return mapping
 
 
-def detic_dicts(items: list[Item], classes, categories: list[dict], mapping: dict[str, int]):
+def detic_dicts(items: list[Entry], classes, categories: list[dict], mapping: dict[str, int]):
     """(image info JSON, cat_info list)."""
     counts = {c["id"]: 0 for c in categories}
     images = []
     for it in items:
-        pos = list(dict.fromkeys(mapping[label] for label in row_labels(it.meta)))  # every image-level label
+        pos = list(dict.fromkeys(mapping[label] for label in image_labels(it)))  # every image-level label
         for cid in pos:
             counts[cid] += 1
         images.append({"id": int(it.id), "file_name": it.path.name, "width": it.width, "height": it.height,

@@ -11,14 +11,13 @@ import json
 from pathlib import Path
 
 from imaginarynet import masks
-from imaginarynet.dataset import row_labels
+from imaginarynet.dataset import Entry, image_labels
 from imaginarynet.fsutil import atomic_write_text, place_file
-from imaginarynet.reader import Item
 from imaginarynet.records import label_boxes
 
 
-def objects_column(it: Item, class_index: dict[str, int], masked: bool) -> dict:
-    boxes = label_boxes(row_labels(it.meta), it.meta.get("boxes"), it.width, it.height)
+def objects_column(it: Entry, class_index: dict[str, int], masked: bool) -> dict:
+    boxes = label_boxes(image_labels(it), it.boxes, it.width, it.height)
     objects = {"id": [], "area": [], "bbox": [], "category": []}
     if masked:
         objects["segmentation"] = []
@@ -34,21 +33,21 @@ def objects_column(it: Item, class_index: dict[str, int], masked: bool) -> dict:
     return objects
 
 
-def write_imagefolder(items: list[Item], folder: Path, labels: list[str]) -> Path:
+def write_imagefolder(items: list[Entry], folder: Path, labels: list[str]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     class_index = {label: i for i, label in enumerate(labels)}
-    masked = any("mask" in b for it in items for b in it.meta.get("boxes") or [])
+    masked = any("mask" in b for it in items for b in it.boxes or ())
     rows = []
     for it in items:
         dst = folder / it.path.name
         if not dst.exists():
             place_file(it.path, dst)
-        clip = it.meta.get("clip") or {}
-        row = {"file_name": it.path.name, "label": it.label, "name": it.meta.get("name", it.label),
-               "prompt": it.meta["prompt"], "seed": it.meta["seed"], "attempt": it.meta["attempt"],
+        clip = it.score or {}
+        row = {"file_name": it.path.name, "label": it.label, "name": it.name,
+               "prompt": it.prompt, "seed": it.seed, "attempt": it.k,
                "clip_prob": clip.get("prob"), "clip_cos": clip.get("cos")}
-        if "labels" in it.meta:  # a scenes dataset: every image-level label (the column is in every row)
-            row["labels"] = row_labels(it.meta)
+        if it.labels is not None:  # a scenes dataset: every image-level label (the column is in every row)
+            row["labels"] = image_labels(it)
         row["objects"] = objects_column(it, class_index, masked)
         rows.append(row)
     atomic_write_text(folder / "metadata.jsonl", "".join(json.dumps(r) + "\n" for r in rows))

@@ -7,17 +7,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from imaginarynet.dataset import row_labels
+from imaginarynet.dataset import Entry, image_labels
 from imaginarynet.fsutil import atomic_write_text, place_file
-from imaginarynet.reader import Item
 from imaginarynet.records import label_boxes
 
 SPLITS = ("train", "val")
 
 
-def yolo_lines(it: Item, class_index: dict[str, int], segments: bool = False) -> str:
+def yolo_lines(it: Entry, class_index: dict[str, int], segments: bool = False) -> str:
     lines = []
-    for b in label_boxes(row_labels(it.meta), it.meta.get("boxes"), it.width, it.height):
+    for b in label_boxes(image_labels(it), it.boxes, it.width, it.height):
         if segments:
             lines.append(segment_line(b, class_index[b.label], it.width, it.height))
             continue
@@ -54,7 +53,7 @@ def data_yaml(folder: Path, labels: list[str]) -> str:
             f"names:\n{names}")
 
 
-def write_yolo(splits: dict[str, list[Item]], labels: list[str], folder: Path, segments: bool = False) -> Path:
+def write_yolo(splits: dict[str, list[Entry]], labels: list[str], folder: Path, segments: bool = False) -> Path:
     """The detection layout, or with `segments` ultralytics' segment layout (one polygon line per instance)."""
     class_index = {label: i for i, label in enumerate(labels)}
     for split, items in splits.items():
