@@ -12,11 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from imaginarynet import check as checks
 from imaginarynet.errors import UserError
 from imaginarynet.fsutil import atomic_write_bytes, atomic_write_text
 from imaginarynet.outdir import OutputDir
 from imaginarynet.reader import classes_of, read_dataset
+from imaginarynet.writers.coco import check_coco
+from imaginarynet.writers.detic import DETIC_FILES, check_detic
+from imaginarynet.writers.voc import check_voc
+from imaginarynet.writers.yolo import check_yolo
 
 
 @dataclass(frozen=True)
@@ -89,11 +92,11 @@ def _export_detic(root: Path, opts: ExportOptions) -> list[str]:
     buf = io.BytesIO()
     np.save(buf, emb)
     folder = OutputDir(root).detic_export()
-    info_name, cat_name, emb_name = checks.DETIC_FILES
+    info_name, cat_name, emb_name = DETIC_FILES
     atomic_write_text(folder / info_name, json.dumps(info))
     atomic_write_text(folder / cat_name, json.dumps(cat_info))
     atomic_write_bytes(folder / emb_name, buf.getvalue())
-    return [f"{folder}: {', '.join(checks.DETIC_FILES)} {emb.shape} (images in {ds.images_dir})"]
+    return [f"{folder}: {', '.join(DETIC_FILES)} {emb.shape} (images in {ds.images_dir})"]
 
 
 def _written(path: Path, fmt: str, root: Path) -> Path:
@@ -117,15 +120,15 @@ class Format:
 
 # The one table of formats: `export --format`, `check --format` and assembly's check read it.
 FORMATS = {
-    "voc": Format(None, lambda root, o: checks.check_voc(root, _labels(root))),
-    "coco": Format(_export_coco, lambda root, o: checks.check_coco(
+    "voc": Format(None, lambda root, o: check_voc(root, _labels(root))),
+    "coco": Format(_export_coco, lambda root, o: check_coco(
         _written(OutputDir(root).coco_export(o.split), "coco", root), OutputDir(root).images)),
-    "detic": Format(_export_detic, lambda root, o: checks.check_detic(
+    "detic": Format(_export_detic, lambda root, o: check_detic(
         _written(OutputDir(root).detic_export(), "detic", root), OutputDir(root).images)),
     "imagefolder": Format(_export_imagefolder, None),
-    "yolo": Format(_export_yolo, lambda root, o: checks.check_yolo(
+    "yolo": Format(_export_yolo, lambda root, o: check_yolo(
         _written(OutputDir(root).yolo_export(), "yolo", root), _labels(root))),
-    "yolo-seg": Format(lambda root, o: _export_yolo(root, o, segments=True), lambda root, o: checks.check_yolo(
+    "yolo-seg": Format(lambda root, o: _export_yolo(root, o, segments=True), lambda root, o: check_yolo(
         _written(OutputDir(root).yolo_export(segments=True), "yolo-seg", root), _labels(root), segments=True)),
 }
 EXPORTS = tuple(name for name, f in FORMATS.items() if f.export is not None)

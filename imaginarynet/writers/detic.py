@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+from imaginarynet.check import MALFORMED
 from imaginarynet.dataset import Entry, image_labels
 from imaginarynet.errors import UserError
 
@@ -74,3 +75,53 @@ def detic_dicts(items: list[Entry], classes, categories: list[dict], mapping: di
             "annotations": []}
     cat_info = [{"id": c["id"], "image_count": counts[c["id"]]} for c in categories]
     return info, cat_info
+
+
+DETIC_FILES = ("image_info.json", "cat_info.json", "clip_a+cname.npy")
+
+
+def check_detic(folder: Path, images_dir: Path) -> list[tuple[Path, str]]:
+    """Problems of a Detic export; malformed input is a problem line naming the file, never an exception."""
+    folder = Path(folder)
+    problems = []
+    info_path, cat_path, emb_path = (folder / n for n in DETIC_FILES)
+    for p in (info_path, cat_path, emb_path):
+        if not p.exists():
+            problems.append((p, "missing"))
+    if problems:
+        return problems
+    current = [info_path]  # the file being read when something malformed turns up
+    try:
+        return _check_detic(info_path, cat_path, emb_path, images_dir, current)
+    except MALFORMED as exc:
+        return [(current[0], f"malformed: {type(exc).__name__}: {exc}")]
+
+
+def _check_detic(info_path, cat_path, emb_path, images_dir, current) -> list[tuple[Path, str]]:
+    import numpy as np
+
+    problems = []
+    info = json.loads(info_path.read_text())
+    cat_ids = sorted(c["id"] for c in info["categories"])
+    if info.get("annotations") != []:
+        problems.append((info_path, "annotations must be an empty list"))
+    counts = {c: 0 for c in cat_ids}
+    for im in info["images"]:
+        pos = im.get("pos_category_ids")
+        if not pos or any(c not in counts for c in pos):
+            problems.append((info_path, f"image {im['id']}: bad pos_category_ids {pos}"))
+            continue
+        for c in pos:
+            counts[c] += 1
+        if not (Path(images_dir) / im["file_name"]).exists():
+            problems.append((info_path, f"image {im['id']}: file {im['file_name']} missing"))
+    current[0] = cat_path
+    cat_info = json.loads(cat_path.read_text())
+    if {c["id"]: c["image_count"] for c in cat_info} != counts:
+        problems.append((cat_path, "image_count does not match the images"))
+    current[0] = emb_path
+    emb = np.load(emb_path)
+    # the width is the text tower's (512 for ViT-B/32); rows must match the categories
+    if emb.ndim != 2 or emb.shape[0] != len(cat_ids) or emb.dtype != np.float16:
+        problems.append((emb_path, f"shape {emb.shape} {emb.dtype}, want ({len(cat_ids)}, D) float16"))
+    return problems

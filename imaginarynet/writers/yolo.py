@@ -65,3 +65,63 @@ def write_yolo(splits: dict[str, list[Entry]], labels: list[str], folder: Path, 
                               yolo_lines(it, class_index, segments))
     atomic_write_text(folder / "data.yaml", data_yaml(folder, labels))
     return folder
+
+
+def check_yolo(folder: Path, labels: list[str], segments: bool = False) -> list[tuple[Path, str]]:
+    """The ultralytics layout: data.yaml names, one label file per image, `class cx cy w h` lines in range
+    (with `segments`: `class x1 y1 x2 y2 ...` polygons of 3 or more points, every coordinate in [0, 1])."""
+    folder = Path(folder)
+    problems: list[tuple[Path, str]] = []
+    yaml_path = folder / "data.yaml"
+    if not yaml_path.exists():
+        return [(yaml_path, "missing")]
+    text = yaml_path.read_text()
+    for i, label in enumerate(labels):
+        if f"  {i}: {json.dumps(label)}\n" not in text:
+            problems.append((yaml_path, f"names has no entry {i}: {label}"))
+    for key in ("train: images/train", "val: images/val"):
+        if key not in text:
+            problems.append((yaml_path, f"no '{key}'"))
+    for split in ("train", "val"):
+        images = {p.stem for p in (folder / "images" / split).glob("*.jpg")}
+        label_files = sorted((folder / "labels" / split).glob("*.txt"))
+        if images != {p.stem for p in label_files}:
+            problems.append((folder / "labels" / split, "label files and images differ"))
+        for path in label_files:
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                problem = (_segment_line_problem if segments else _yolo_line_problem)(line, len(labels))
+                if problem:
+                    problems.append((path, f"line {n}: {problem}"))
+    return problems
+
+
+def _segment_line_problem(line: str, n_classes: int) -> str | None:
+    parts = line.split()
+    if len(parts) < 7 or len(parts) % 2 == 0:
+        return f"want 'class x1 y1 x2 y2 x3 y3 ...', got {line[:60]!r}"
+    try:
+        cls, coords = int(parts[0]), [float(v) for v in parts[1:]]
+    except ValueError:
+        return f"not numbers: {line[:60]!r}"
+    if not 0 <= cls < n_classes:
+        return f"class {cls} outside 0..{n_classes - 1}"
+    if any(not 0 <= v <= 1 for v in coords):
+        return "polygon outside the image"
+    return None
+
+
+def _yolo_line_problem(line: str, n_classes: int) -> str | None:
+    parts = line.split()
+    if len(parts) != 5:
+        return f"want 'class cx cy w h', got {line!r}"
+    try:
+        cls, cx, cy, w, h = int(parts[0]), *map(float, parts[1:])
+    except ValueError:
+        return f"not numbers: {line!r}"
+    if not 0 <= cls < n_classes:
+        return f"class {cls} outside 0..{n_classes - 1}"
+    if not (w > 0 and h > 0):
+        return "box of zero size"
+    if cx - w / 2 < -1e-6 or cy - h / 2 < -1e-6 or cx + w / 2 > 1 + 1e-6 or cy + h / 2 > 1 + 1e-6:
+        return "box outside the image"
+    return None
