@@ -226,3 +226,37 @@ def test_one_image_record_reads_back_what_was_written(annotated, composed):
             entry = entry_of_row(row, out)
             assert entry.path == out / row["file_name"] and entry.path.exists()
             assert metadata_row(entry, row["file_name"]) == row
+
+
+def test_sigterm_commits_what_is_composed_and_the_same_command_finishes(annotated, backgrounds, tmp_path):
+    """A SLURM pre-emption (SIGTERM) mid-compose: exit 143 with the one line, every finished scene kept in the
+    ledger, and the same command finishes the dataset an uninterrupted run makes."""
+    import signal
+
+    from helpers import ledger_lines, start_cli, wait_for_lines
+
+    out, full = tmp_path / "stopped", tmp_path / "full"
+    args = compose_args(annotated, backgrounds, out, "--blend", "none", "--batch-size", 1, "--num", 80)
+    proc = start_cli(args)
+    wait_for_lines(proc, out, 3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("interrupted by SIGTERM; finished work is kept")
+    assert ledger_lines(out) >= 3
+    assert run_cli(args).returncode == 0
+    res = run_cli(compose_args(annotated, backgrounds, full, "--blend", "none", "--num", 80, "--quiet"))
+    assert res.returncode == 0, res.stderr
+    assert read_jsonl(out / "metadata.jsonl") == read_jsonl(full / "metadata.jsonl")
+
+
+def test_a_finished_composition_is_not_redone_and_other_options_are_refused(annotated, backgrounds, composed):
+    """The same command on a finished OUT does nothing (no model, no scene); another --scale changes the data
+    and is refused in one line naming it, leaving the dataset as it was."""
+    out, rows = composed
+    before = (out / "metadata.jsonl").read_bytes()
+    same = run_cli(compose_args(annotated, backgrounds, out, "--blend", "none"))
+    assert same.returncode == 0 and "already complete" in same.stderr, same.stderr
+    other = run_cli(compose_args(annotated, backgrounds, out, "--blend", "none", "--scale", "0.2-0.5"))
+    assert other.returncode == 2 and other.stderr.count("\n") == 1 and "scale" in other.stderr, other.stderr
+    assert (out / "metadata.jsonl").read_bytes() == before
