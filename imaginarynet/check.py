@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def _read_list(path: Path, problems: list) -> list[str] | None:
+def read_list(path: Path, problems: list) -> list[str] | None:
     if not path.exists():
         problems.append((path, "missing"))
         return None

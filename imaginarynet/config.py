@@ -14,11 +14,10 @@ from pathlib import Path
 
 from imaginarynet.classes import ImageClass
 from imaginarynet.errors import UserError
-from imaginarynet.options import StageOptions, check_model_ref, compose, option, stage_classes
+from imaginarynet.options import StageOptions, cli_default, compose, option, stage_classes
 from imaginarynet.scenes import parse_objects
 
-__all__ = ["RunConfig", "RunOptions", "DEFAULTS", "FOLDER_STAGES", "COMPOSE_STAGES", "check_model_ref", "validate",
-           "config_from_run"]
+__all__ = ["RunConfig", "RunOptions", "DEFAULTS", "FOLDER_STAGES", "COMPOSE_STAGES", "validate", "config_from_run"]
 
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 ENGINES = ("local", "ray")
@@ -181,13 +180,8 @@ class RunConfig(compose("RunFields", RunOptions, *stage_classes())):
         return d
 
 
-def _cli_default(f):
-    cli = f.metadata.get("cli_default", MISSING)
-    return f.default if cli is MISSING else cli
-
-
 # The one source of option defaults (the CLI shows these).
-DEFAULTS = {f.name: _cli_default(f) for f in fields(RunConfig) if _cli_default(f) is not MISSING}
+DEFAULTS = {f.name: cli_default(f) for f in fields(RunConfig) if cli_default(f) is not MISSING}
 
 
 # The stages that look at a folder's existing images (`annotate DIR`), and those of `compose`.

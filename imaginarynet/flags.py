@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from imaginarynet.config import RunConfig
-from imaginarynet.options import stage_classes
+from imaginarynet.options import cli_default, stage_classes
 
 # generate's groups: what to make, then the stages in registry order, then the run's own
 GENERATE = ("dataset", *dict.fromkeys(cls.group for cls in stage_classes() if cls.generate), "quotas", "compute",
@@ -26,7 +26,7 @@ def _click_option(f) -> tuple[tuple, dict]:
         kw["type"] = click.Choice(kw.pop("choices"))
     if kw.get("type") is Path:
         kw["type"] = click.Path(path_type=Path, dir_okay=kw.pop("dir_okay", True))
-    default = f.default if meta["cli_default"] is MISSING else meta["cli_default"]
+    default = cli_default(f)
     if not kw.get("is_flag") and not kw.get("multiple") and default not in (MISSING, None):
         kw.update(default=default, show_default=True)
     return meta["decls"], {**kw, "help": meta["help"]}

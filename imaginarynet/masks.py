@@ -63,18 +63,22 @@ def clip_to_box(mask: np.ndarray, xyxy) -> np.ndarray:
     return out
 
 
+def fill(mask: np.ndarray, xyxy) -> float:
+    """The mask's pixel count over the (detector) box's area."""
+    x1, y1, x2, y2 = xyxy
+    return int(np.count_nonzero(mask)) / max((x2 - x1) * (y2 - y1), 1e-9)
+
+
 def judge(mask: np.ndarray, iou: float, xyxy, min_iou: float, min_fill: float) -> str | None:
     """None if the mask is kept, else the reason metadata.jsonl records. `iou` is the model's predicted IoU as
     it gives it; fill is the mask's pixel count over the detector box's area."""
-    pixels = int(np.count_nonzero(mask))
-    if pixels == 0:
+    if not mask.any():
         return "empty mask"
     if iou < min_iou:
         return f"mask iou {_below(iou, min_iou)} < {min_iou:g}"
-    x1, y1, x2, y2 = xyxy
-    fill = pixels / max((x2 - x1) * (y2 - y1), 1e-9)
-    if fill < min_fill:
-        return f"mask fill {_below(fill, min_fill)} < {min_fill:g}"
+    filled = fill(mask, xyxy)
+    if filled < min_fill:
+        return f"mask fill {_below(filled, min_fill)} < {min_fill:g}"
     return None
 
 

@@ -90,6 +90,12 @@ def check_model_ref(flag: str, spec: str) -> None:
         raise UserError(f"{flag}: model path does not exist: {path}")
 
 
+def cli_default(f: dataclasses.Field):
+    """The default a flag shows: the field's, unless the option declares another (resolved by check())."""
+    cli = f.metadata.get("cli_default", MISSING)
+    return f.default if cli is MISSING else cli
+
+
 def resolve(target: str):
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)

@@ -88,12 +88,13 @@ def resized_mask(mask: np.ndarray, flip: bool, size: tuple[int, int]) -> np.ndar
 
 def plan_scene(seed: int, labels: list[str], classes: list[int], k: int, instances_of: dict[str, list[int]],
                instances: list[Instance], masks_of, width: int, height: int, scale_range: tuple[float, float],
-               min_visible: float) -> list[Placement]:
-    """The placements of scene (classes[0], k) on a width x height image; masks_of(i) is instance i's mask
-    cropped to its box (bool)."""
+               min_visible: float) -> tuple[list[Placement], list[np.ndarray]]:
+    """The placements of scene (classes[0], k) on a width x height image, and each one's alpha (its resized mask,
+    float, (h, w)); masks_of(i) is instance i's mask cropped to its box (bool)."""
     primary = labels[classes[0]]
     lo, hi = scale_range
     placed: list[Placement] = []
+    alphas: list[np.ndarray] = []
     pasted: list[np.ndarray] = []  # full-image bool masks, in paste order
     for j, ci in enumerate(classes):
         label = labels[ci]
@@ -102,7 +103,8 @@ def plan_scene(seed: int, labels: list[str], classes: list[int], k: int, instanc
         s = math.exp(math.log(lo) + unit(seed, primary, k, f"scale {j}") * (math.log(hi) - math.log(lo)))
         w, h = pasted_size(instances[inst].box, s, width, height)
         flip = unit(seed, primary, k, f"flip {j}") < 0.5
-        shape = resized_mask(masks_of(inst), flip, (w, h)) > 0.5
+        alpha = resized_mask(masks_of(inst), flip, (w, h))
+        shape = alpha > 0.5
         for t in range(TRIES):
             x = int(unit(seed, primary, k, f"x {j} {t}") * (width - w + 1))
             y = int(unit(seed, primary, k, f"y {j} {t}") * (height - h + 1))
@@ -111,9 +113,10 @@ def plan_scene(seed: int, labels: list[str], classes: list[int], k: int, instanc
             if all(_visible(pasted[i], pasted[i + 1:] + [full]).sum() >= min_visible * pasted[i].sum()
                    for i in range(len(pasted))):
                 placed.append(Placement(inst, label, round(s, 6), flip, (x, y, w, h)))
+                alphas.append(alpha)
                 pasted.append(full)
                 break
-    return placed
+    return placed, alphas
 
 
 def _visible(mask: np.ndarray, later: list[np.ndarray]) -> np.ndarray:
@@ -123,29 +126,29 @@ def _visible(mask: np.ndarray, later: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def visible_masks(placements: list[Placement], masks_of, width: int, height: int) -> list[np.ndarray]:
+def visible_masks(placements: list[Placement], alphas: list[np.ndarray], width: int, height: int) -> list[np.ndarray]:
     """Each placed instance's visible mask: its resized mask > 0.5 minus the masks pasted after it."""
     full = []
-    for p in placements:
+    for p, alpha in zip(placements, alphas):
         x, y, w, h = p.box
         m = np.zeros((height, width), bool)
-        m[y:y + h, x:x + w] = resized_mask(masks_of(p.instance), p.flip, (w, h)) > 0.5
+        m[y:y + h, x:x + w] = alpha > 0.5
         full.append(m)
     return [_visible(m, full[i + 1:]) for i, m in enumerate(full)]
 
 
-def composite(background, placements: list[Placement], crops_of, masks_of, sigma: float | None):
-    """The scene's pixels (a PIL RGB image): crops_of(i) is instance i's RGB crop (PIL), masks_of(i) its mask."""
+def composite(background, placements: list[Placement], alphas: list[np.ndarray], crops_of, sigma: float | None):
+    """The scene's pixels (a PIL RGB image): crops_of(i) is instance i's RGB crop (PIL), alphas plan_scene's."""
     from PIL import Image
 
     canvas = np.asarray(background.convert("RGB"), dtype=np.float64).copy()
-    for p in placements:
+    for p, mask in zip(placements, alphas):
         x, y, w, h = p.box
         crop = crops_of(p.instance)
         if p.flip:
             crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
         pixels = np.asarray(crop.resize((w, h), Image.BILINEAR), dtype=np.float64)
-        alpha = resized_mask(masks_of(p.instance), p.flip, (w, h)).astype(np.float64)
+        alpha = mask.astype(np.float64)
         if sigma:
             from scipy.ndimage import gaussian_filter
 

@@ -25,6 +25,7 @@ from imaginarynet.prompts import create_prompt_source
 from imaginarynet.runtime import share_cores
 from imaginarynet.scenes import scene_of
 from imaginarynet.segmenters import every_class_masked, mask_boxes
+from imaginarynet.sources import source_kind
 
 JPEG_QUALITY = 95
 
@@ -60,13 +61,19 @@ class StageSet:
 
     def __init__(self, cfg: RunConfig, out: OutputDir):
         self.cfg = cfg
-        generated = not (cfg.source or cfg.compose_sources)  # found or pasted images need no prompts nor backend
+        kind = source_kind(cfg)
+        generated = kind == "generated"  # found or pasted images need no prompts nor backend
         self.prompts = create_prompt_source(cfg, out.state) if generated else None
         self.backend = create_backend(cfg) if generated else None
+        self.files = None  # a folder's images, listed once per worker
+        if kind == "folder":
+            from imaginarynet.sources.folder import list_images
+
+            self.files = list_images(Path(cfg.source))
         self.filter = create_filter(cfg)
         self.detector = create_detector(cfg)
         self.composer = None
-        if cfg.compose_sources:
+        if kind == "composed":
             from imaginarynet.sources.composed import Composer
 
             self.composer = Composer(cfg)
@@ -227,11 +234,11 @@ class UnitWorker:
             share_cores(cfg.workers)
         self.out = OutputDir(self.cfg.outputdir)
         self.batch = run_batch
-        if cfg.source:
+        if source_kind(cfg) == "folder":
             from imaginarynet.sources.folder import run_batch as folder_batch
 
             self.batch = folder_batch
-        elif cfg.compose_sources:
+        elif source_kind(cfg) == "composed":
             from imaginarynet.sources.composed import run_batch as composed_batch
 
             self.batch = composed_batch

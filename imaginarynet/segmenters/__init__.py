@@ -58,9 +58,9 @@ def segmenter_family(ref) -> str:
 def create_segmenter(ref, device: str | None = None, dtype: str = "auto") -> Segmenter:
     """The segmenter for a model reference (hub id or folder), not loaded yet. device None: cuda when torch
     sees one, else cpu."""
-    module, _, attr = SEGMENTERS[segmenter_family(ref)].partition(":")
-    return getattr(importlib.import_module(module), attr)(str(ref), segmenter_family(ref), device=device,
-                                                          dtype=dtype)
+    family = segmenter_family(ref)
+    module, _, attr = SEGMENTERS[family].partition(":")
+    return getattr(importlib.import_module(module), attr)(str(ref), family, device=device, dtype=dtype)
 
 
 def attach_masks(boxes: list[dict], found: list[dict], min_iou: float, min_fill: float) -> list[dict]:
@@ -69,35 +69,18 @@ def attach_masks(boxes: list[dict], found: list[dict], min_iou: float, min_fill:
     --mask-min-fill replaces the box by its own box in pixel edges (the detector's stays as `detector_box`) and
     is stored as COCO RLE; one that fails keeps the detector box and says why (`mask_rejected`: it is not
     written)."""
-    import numpy as np
-
     from imaginarynet import masks
 
     out = []
     for b, f in zip(boxes, found):
         mask = masks.clip_to_box(f["mask"], b["box"])
-        x1, y1, x2, y2 = b["box"]
-        fill = float(np.count_nonzero(mask)) / max((x2 - x1) * (y2 - y1), 1e-9)
-        quality = {"mask_iou": round(float(f["iou"]), 6), "mask_fill": round(fill, 6)}
+        quality = {"mask_iou": round(float(f["iou"]), 6), "mask_fill": round(masks.fill(mask, b["box"]), 6)}
         reason = masks.judge(mask, f["iou"], b["box"], min_iou, min_fill)
         if reason:
             out.append({**b, **quality, "mask_rejected": reason})
         else:
             out.append({**b, **quality, "box": masks.bbox(mask), "detector_box": b["box"], "mask": masks.encode(mask)})
     return out
-
-
-def segment_boxes(segmenter, images: list, boxes: list[list[dict]], wanted, min_iou: float,
-                  min_fill: float) -> list[list[dict]]:
-    """Every image's box records, those `wanted(i, box)` masked (attach_masks) in one segmenter call for all
-    the images; the others as they were."""
-    picked = [[j for j, b in enumerate(bs) if wanted(i, b)] for i, bs in enumerate(boxes)]
-    found = segmenter.segment(images, [[boxes[i][j]["box"] for j in js] for i, js in enumerate(picked)])
-    result = []
-    for bs, js, fs in zip(boxes, picked, found):
-        masked = dict(zip(js, attach_masks([bs[j] for j in js], fs, min_iou, min_fill)))
-        result.append([masked.get(j, b) for j, b in enumerate(bs)])
-    return result
 
 
 def every_class_masked(boxes: list[dict], labels: list[str]) -> bool:
@@ -107,8 +90,13 @@ def every_class_masked(boxes: list[dict], labels: list[str]) -> bool:
 
 def mask_boxes(cfg, segmenter, images: list, boxes: list[list[dict]], prompted: list[list[str]]) -> list[list[dict]]:
     """--segmenter: the boxes each image would write (its prompted classes', every class's with
-    --label-other-detections) get their masks; the quality rules decide which stay."""
-    def wanted(i: int, box: dict) -> bool:
-        return cfg.label_other_detections or box["label"] in prompted[i]
-
-    return segment_boxes(segmenter, images, boxes, wanted, cfg.mask_iou, cfg.mask_min_fill)
+    --label-other-detections) get their masks, in one segmenter call for all the images (attach_masks: the
+    quality rules decide which stay); the other boxes stay as they were."""
+    picked = [[j for j, b in enumerate(bs) if cfg.label_other_detections or b["label"] in labels]
+              for bs, labels in zip(boxes, prompted)]
+    found = segmenter.segment(images, [[bs[j]["box"] for j in js] for bs, js in zip(boxes, picked)])
+    result = []
+    for bs, js, fs in zip(boxes, picked, found):
+        masked = dict(zip(js, attach_masks([bs[j] for j in js], fs, cfg.mask_iou, cfg.mask_min_fill)))
+        result.append([masked.get(j, b) for j, b in enumerate(bs)])
+    return result

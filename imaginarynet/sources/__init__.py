@@ -24,6 +24,14 @@ SOURCES = {
 }
 
 
+def rejection_columns(records: list[dict], segmenting: bool) -> dict:
+    """A class's summary columns of the verifiers' rejections: "no box" (detector), "no mask" (segmenter)."""
+    columns = {"no_box": sum(r.get("reason") == "no box" for r in records)}
+    if segmenting:
+        columns["no_mask"] = sum(r.get("reason") == "no mask" for r in records)
+    return columns
+
+
 def source_kind(cfg) -> str:
     return "folder" if cfg.source else "composed" if cfg.compose_sources else "generated"
 

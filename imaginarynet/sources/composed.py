@@ -55,7 +55,7 @@ class ComposeOptions(StageOptions):
             raise UserError(f"--min-visible must be within [0, 1] (got {self.min_visible})")
         if self.blend_sigma < 0:
             raise UserError(f"--blend-sigma must not be negative (got {self.blend_sigma})")
-        instances = load_instances(self.compose_sources)
+        instances, _ = load_instances(self.compose_sources)
         have = {inst.label for inst in instances}
         missing = [c.label for c in cfg.classes if c.label not in have]
         if missing:
@@ -110,36 +110,36 @@ def source_classes(sources, classfile_classes=None) -> list:
     return per_source[0]
 
 
-def load_instances(sources) -> list:
-    """Every written object with a mask in the sources, in source, image id and XML order."""
+def load_instances(sources) -> tuple[list, dict]:
+    """Every written object with a mask in the sources, in source, image id and XML order; and the image records
+    they are in, by (source, image id)."""
     from imaginarynet.paste import Instance
     from imaginarynet.reader import read_dataset
 
-    instances = []
+    instances, entries = [], {}
     for src in sources:
-        for item in read_dataset(Path(src)).items:
-            for j, b in enumerate(item.boxes or ()):
+        for entry in read_dataset(Path(src)).items:
+            entries[(str(src), entry.id)] = entry
+            for j, b in enumerate(entry.boxes or ()):
                 if "mask" in b:
-                    instances.append(Instance(str(src), item.id, j, b["label"], tuple(b["box"])))
-    return instances
+                    instances.append(Instance(str(src), entry.id, j, b["label"], tuple(b["box"])))
+    return instances, entries
 
 
 class Composer:
     """A worker's view of the instances and backgrounds, with the crops it has read (no model to load)."""
 
     def __init__(self, cfg):
-        from imaginarynet.reader import read_dataset
         from imaginarynet.sources.folder import list_images
 
         self.cfg = cfg
-        self.instances = load_instances(cfg.compose_sources)
+        self.instances, self.rows = load_instances(cfg.compose_sources)
         self.instances_of: dict[str, list[int]] = {}
         for i, inst in enumerate(self.instances):
             self.instances_of.setdefault(inst.label, []).append(i)
         self.backgrounds = list_images(Path(cfg.backgrounds))
         self.size = parse_size(cfg.size)
         self.scale = parse_scale(cfg.scale)
-        self.rows = {(str(src), it.id): it for src in cfg.compose_sources for it in read_dataset(Path(src)).items}
         self._masks: dict[int, object] = {}
         self._crops: dict[int, object] = {}
 
@@ -202,11 +202,11 @@ def run_batch(cfg, stages, batch: list[tuple[int, int]], timer, out) -> tuple[li
             name, background, crop = composer.background(cfg.seed, label, k)
             width, height = background.size
             classes = scene_of(cfg, ci, k) if cfg.scenes else [ci]
-            placed = plan_scene(cfg.seed, labels, classes, k, composer.instances_of, composer.instances,
-                                composer.mask, width, height, composer.scale, cfg.min_visible)
-            image = composite(background, placed, composer.crop, composer.mask,
+            placed, alphas = plan_scene(cfg.seed, labels, classes, k, composer.instances_of, composer.instances,
+                                        composer.mask, width, height, composer.scale, cfg.min_visible)
+            image = composite(background, placed, alphas, composer.crop,
                               cfg.blend_sigma if cfg.blend == "gaussian" else None)
-            visible = visible_masks(placed, composer.mask, width, height)
+            visible = visible_masks(placed, alphas, width, height)
         pasted, boxes = [], []
         for z, (p, vis) in enumerate(zip(placed, visible)):
             inst = composer.instances[p.instance]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from imaginarynet.dataset import Entry, boxes_to_write
 from imaginarynet.errors import UserError
+from imaginarynet.sources import rejection_columns
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 STREAM = "images"  # the one stream of a folder (ledger records keep their decided class)
@@ -97,9 +98,7 @@ class FolderSource:
             kept = sum(r["status"] == "kept" for r in mine)
             rows.append({"class": c.label, "target": kept, "kept": kept, "attempts": len(mine),
                          "acceptance": round(kept / len(mine), 4) if mine else None,
-                         "no_box": sum(r.get("reason") == "no box" for r in mine),
-                         **({"no_mask": sum(r.get("reason") == "no mask" for r in mine)}
-                            if self.cfg.segmenter else {})})
+                         **rejection_columns(mine, bool(self.cfg.segmenter))})
         return rows
 
     def shortfalls(self, sched) -> list[dict]:
@@ -117,7 +116,7 @@ def run_batch(cfg, stages, batch: list[tuple[int, int]], timer, out) -> tuple[li
     from imaginarynet.filters import Candidate
     from imaginarynet.ledger import new_attempt
 
-    files = list_images(Path(cfg.source))
+    files = stages.files
     labels = [c.label for c in cfg.classes]
     ks = [k for _, k in batch]
     with timer("read"):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from imaginarynet.dataset import Entry, select
 from imaginarynet.fsutil import atomic_write_text
+from imaginarynet.sources import rejection_columns
 
 
 class GeneratedSource:
@@ -38,15 +39,14 @@ class GeneratedSource:
 
 
 def summary_rows(labels: list[str], sched, by_class: dict | None = None, segmenting: bool = False) -> list[dict]:
-    """Per-class counts; with by_class (ledger records), also the attempts a detector found no box in."""
+    """Per-class counts; with by_class (ledger records), also the attempts a detector found no box in (and,
+    `segmenting`, those left without a mask)."""
     rows = []
     for i, label in enumerate(labels):
         attempted, quota = sched.attempted[i], sched.quotas[i]
         row = {"class": label, "target": quota, "kept": min(sched.kept[i], quota), "attempts": attempted,
                "acceptance": round(sched.kept[i] / attempted, 4) if attempted else None}
         if by_class is not None:
-            row["no_box"] = sum(r.get("reason") == "no box" for r in by_class.get(label, []))
-            if segmenting:
-                row["no_mask"] = sum(r.get("reason") == "no mask" for r in by_class.get(label, []))
+            row.update(rejection_columns(by_class.get(label, []), segmenting))
         rows.append(row)
     return rows

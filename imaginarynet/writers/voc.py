@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from imaginarynet.check import _read_list
+from imaginarynet.check import read_list
 from imaginarynet.dataset import Entry, image_labels, split_ids, voc_box
 from imaginarynet.fsutil import atomic_write_bytes, atomic_write_text, place_file
 from imaginarynet.outdir import OutputDir
@@ -181,7 +181,7 @@ def check_voc(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
     splits: dict[str, list[str]] = {}
     for split in SPLITS:
         path = main / f"{split}.txt"
-        lines = _read_list(path, problems)
+        lines = read_list(path, problems)
         if lines is None:
             continue
         ids = [line.strip() for line in lines]
@@ -259,7 +259,7 @@ def check_voc(root: Path, labels: list[str]) -> list[tuple[Path, str]]:
     for split, ids in splits.items():
         for label in labels:
             path = main / f"{label}_{split}.txt"
-            lines = _read_list(path, problems)
+            lines = read_list(path, problems)
             if lines is None:
                 continue
             rows = [line.split() for line in lines]
@@ -285,7 +285,7 @@ def check_segmentation(out: OutputDir, labels: list[str], splits: dict, objects_
 
     problems = []
     for split, ids in splits.items():
-        lines = _read_list(out.segset(split), problems)
+        lines = read_list(out.segset(split), problems)
         if lines is not None and [line.strip() for line in lines] != ids:
             problems.append((out.segset(split), f"ids differ from ImageSets/Main/{split}.txt"))
     for i, (w, h, names) in objects_of.items():
