@@ -203,22 +203,29 @@ def test_quality_rules_drop_a_box_and_reject_an_image_without_masks():
 
 def test_masks_do_not_depend_on_batch_size_workers_or_a_kill(tiny, tiny_sd_args, tmp_path):
     """generate with --segmenter: batch size 1, 3, two workers, and a run killed with SIGKILL after its first
-    batches then run again, write the same labels and masks."""
+    batches then run again, write the same labels and masks. The batch-size-3 run has no shortcut (progress,
+    summary and report as a user gets them): its summary has the "no mask" column and its report the Masks
+    table."""
     classes = write_classfile(tmp_path / "c.txt", LABELS)
     base = ["--num", 6, "--classfile", classes, *tiny_sd_args, "--detector", tiny["owlv2"], "--box-threshold",
-            0.3, "--segmenter", tiny["sam"], "--mask-iou", 0, "--mask-min-fill", 0, "--max-attempts", 12,
-            "--quiet", "--no-report"]
-    found = {}
-    for name, extra in (("b1", ["--batch-size", 1]), ("b3", ["--batch-size", 3]),
-                        ("w2", ["--batch-size", 2, "--workers", 2])):
+            0.3, "--segmenter", tiny["sam"], "--mask-iou", 0, "--mask-min-fill", 0, "--max-attempts", 12]
+    quick = ["--quiet", "--no-report"]
+    found, said = {}, {}
+    for name, extra in (("b1", ["--batch-size", 1, *quick]), ("b3", ["--batch-size", 3]),
+                        ("w2", ["--batch-size", 2, "--workers", 2, *quick])):
         res = run_cli(base + ["--outputdir", tmp_path / name, *extra])
         assert res.returncode == 0, res.stderr
+        said[name] = res.stderr
         rows = read_jsonl(tmp_path / name / "metadata.jsonl")
         found[name] = [(r["id"], r["attempt"], [(b["label"], b["box"], b["mask"]) for b in r["boxes"]]) for r in rows]
+    assert "no mask" in said["b3"] and f"6/6 images in {tmp_path / 'b3' / 'VOC2007'}" in said["b3"]
+    table = report_rows((tmp_path / "b3" / "report" / "index.html").read_text(), "data-masks")
+    for label in LABELS:
+        assert table[label][1] == str(sum(b[0] == label for _, _, boxes in found["b3"] for b in boxes))
     killed = tmp_path / "killed"
-    kill_midway(base + ["--outputdir", killed, "--batch-size", 1], killed, 3)
+    kill_midway(base + ["--outputdir", killed, "--batch-size", 1, *quick], killed, 3)
     assert not (killed / "metadata.jsonl").exists()
-    res = run_cli(base + ["--outputdir", killed, "--batch-size", 1])
+    res = run_cli(base + ["--outputdir", killed, "--batch-size", 1, *quick])
     assert res.returncode == 0, res.stderr
     rows = read_jsonl(killed / "metadata.jsonl")
     found["killed"] = [(r["id"], r["attempt"], [(b["label"], b["box"], b["mask"]) for b in r["boxes"]]) for r in rows]
