@@ -162,12 +162,11 @@ def bench_original(models, work: Path, n: int, steps: int, res: int, bs: int) ->
 def bench_clip(models, n: int, bs: int) -> Iterator[Row]:
     import torch
 
-    from imaginarynet.filters import Candidate
-    from imaginarynet.filters.clip import ClipFilter
+    from imaginarynet.filters import Candidate, create_filter
 
     cfg = make_config(num=4, outputdir=Path(tempfile.mkdtemp()), clip=True,
                       clip_pretrained=f"local-dir:{models['clip']}", sd_model=str(models["sd"]), device="cpu")
-    flt = ClipFilter(cfg)
+    flt = create_filter(cfg)
     flt.load()
     batches = random_batches(n, bs, 256)
 
@@ -188,18 +187,18 @@ def bench_clip(models, n: int, bs: int) -> Iterator[Row]:
 def bench_gpt(models, n: int) -> Iterator[Row]:
     import torch
 
-    from imaginarynet.prompts.gpt2 import GPT2Expander
+    from imaginarynet.prompts import create_prompt_source
 
     cfg = make_config(num=4, outputdir=Path(tempfile.mkdtemp()), gpt=True, gpt_model=str(models["gpt2"]),
                       sd_model=str(models["sd"]), device="cpu")
     state = Path(tempfile.mkdtemp())
 
     def ours():
-        exp = GPT2Expander(cfg, state / str(time.perf_counter()))  # a fresh cache every time
+        exp = create_prompt_source(cfg, state / str(time.perf_counter()))  # a fresh cache every time
         exp.load()
         exp.prompts(cfg.classes[0], list(range(n)))
 
-    exp = GPT2Expander(cfg, state / "x")
+    exp = create_prompt_source(cfg, state / "x")
     exp.load()
     model, tok = exp.model, exp.tokenizer
     ids = tok("A photo of a dog", return_tensors="pt").input_ids
@@ -223,19 +222,19 @@ def bench_gpt_scenes(models, n: int) -> Iterator[Row]:
     one generate call per prompt."""
     import torch
 
-    from imaginarynet.prompts.gpt2 import GPT2Expander
+    from imaginarynet.prompts import create_prompt_source
     from imaginarynet.scenes import scene_names
 
     cfg = make_config(num=4, outputdir=Path(tempfile.mkdtemp()), gpt=True, gpt_model=str(models["gpt2"]),
                       sd_model=str(models["sd"]), device="cpu", objects_per_image="2-3", template=None)
     state = Path(tempfile.mkdtemp())
-    exp = GPT2Expander(cfg, state / "x")
+    exp = create_prompt_source(cfg, state / "x")
     exp.load()
     model, tok = exp.model, exp.tokenizer
     prefixes = [exp.prefix(scene_names(cfg, cfg.classes[0], k)) for k in range(n)]
 
     def ours():
-        fresh = GPT2Expander(cfg, state / str(time.perf_counter()))  # a fresh cache every time
+        fresh = create_prompt_source(cfg, state / str(time.perf_counter()))  # a fresh cache every time
         fresh.model, fresh.tokenizer, fresh._torch, fresh.device, fresh._cache_arg = (
             model, tok, torch, exp.device, exp._cache_arg)
         fresh.prompts(cfg.classes[0], list(range(n)))
@@ -397,12 +396,12 @@ def bench_llm(n: int) -> Iterator[Row]:
 
     from imaginarynet.classes import ImageClass
     from imaginarynet.config import RunConfig
-    from imaginarynet.prompts import llm
+    from imaginarynet.prompts import create_prompt_source, llm
 
     model_dir = build_tiny_chat_lm(Path(tempfile.mkdtemp()) / "chat")
     cfg = RunConfig(classfile="x", classes=[ImageClass("dog", "dog")], outputdir=Path(tempfile.mkdtemp()),
                     llm=str(model_dir), device="cpu", llm_max_tokens=24)
-    source = llm.LLMPrompts(cfg, Path(tempfile.mkdtemp()))
+    source = create_prompt_source(cfg, Path(tempfile.mkdtemp()))
     source.load()
     llm.clean_caption = lambda text, name: text  # count raw samples: cleaning is the same on both sides
     blocks = max(1, n // llm.BLOCK)
@@ -437,15 +436,14 @@ def bench_dedup(models, n: int, bs: int) -> Iterator[Row]:
     from imaginarynet.classes import ImageClass
     from imaginarynet.config import RunConfig
     from imaginarynet.dedup import DedupJudge, write_embedding
-    from imaginarynet.filters import Candidate
-    from imaginarynet.filters.clip import ClipFilter
+    from imaginarynet.filters import Candidate, create_filter
     from imaginarynet.outdir import OutputDir
 
     out = OutputDir(Path(tempfile.mkdtemp()))
     cfg = RunConfig(classfile="x", classes=[ImageClass(x, x) for x in ("dog", "cat", "bird", "horse")],
                     outputdir=out.root, clip=True, clip_pretrained=f"local-dir:{models['clip']}", device="cpu",
                     dedup=0.95)
-    flt = ClipFilter(cfg)
+    flt = create_filter(cfg)
     flt.load()
     batches = [[Candidate(im, 0, "dog", i * bs + j, "p") for j, im in enumerate(b)]
                for i, b in enumerate(random_batches(n, bs, 256))]

@@ -7,12 +7,38 @@ from __future__ import annotations
 
 import platform
 import re
+from dataclasses import dataclass, replace
 from importlib import metadata
 
 from imaginarynet.errors import UserError
 
 VERSIONED_PACKAGES = ("imaginarynet", "torch", "diffusers", "transformers", "open_clip_torch", "jax", "flax",
                       "pillow")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a stage's models run: what every stage is built with besides its own options."""
+
+    device: str | None = None  # None: cuda when torch sees one, else cpu (resolve_device)
+    dtype: str = "auto"
+    batch_size: int = 4
+    cpu_offload: bool = False
+    tf32: bool = False
+    compile: bool = False
+    quiet: bool = False
+
+    @classmethod
+    def of(cls, cfg) -> Runtime:
+        """The generator's runtime: the run's device and compute options."""
+        return cls(cfg.device, cfg.dtype, cfg.batch_size, cfg.cpu_offload, cfg.tf32, cfg.compile, cfg.quiet)
+
+    @classmethod
+    def verifier(cls, cfg) -> Runtime:
+        """The filter's, detector's and segmenter's: the CPU with --cpu (keeping GPU memory for the
+        generator), else the generator's device."""
+        runtime = cls.of(cfg)
+        return replace(runtime, device="cpu") if cfg.cpu else runtime
 
 
 def resolve_device(requested: str | None) -> str:

@@ -180,15 +180,44 @@ def render(template: str, names: list[str]) -> str:
     return template.format(name=names[0], names=english_names(names))
 
 
+@dataclass(frozen=True)
+class Scenes:
+    """Which classes each attempt of a run prompts: what prompt sources and the composer are built with."""
+
+    classes: tuple  # the run's ImageClass list, in class-file order
+    seed: int  # the run seed
+    lo: int = 1
+    hi: int = 1
+    weights: dict | None = None  # --cooccurrence pair weights
+
+    @classmethod
+    def of(cls, cfg) -> Scenes:
+        lo, hi = parse_objects(cfg.objects_per_image)
+        return cls(tuple(cfg.classes), cfg.seed, lo, hi, cfg.cooccurrence)
+
+    @property
+    def multi(self) -> bool:
+        """Whether attempts may prompt several classes."""
+        return self.hi > 1
+
+    def classes_of(self, class_index: int, k: int) -> list[int]:
+        """The class indices attempt (class_index, k) prompts, the primary first."""
+        return draw_scene(self.seed, [c.label for c in self.classes], class_index, k, self.lo, self.hi,
+                          self.weights)
+
+    def names(self, cls, k: int) -> list[str]:
+        """Display names of the classes attempt (cls, k) prompts, the primary first."""
+        if not self.multi:
+            return [cls.name]
+        index = next(i for i, c in enumerate(self.classes) if c.label == cls.label)
+        return [self.classes[j].name for j in self.classes_of(index, k)]
+
+
 def scene_of(cfg, class_index: int, k: int) -> list[int]:
     """The class indices attempt (class_index, k) of this run prompts."""
-    lo, hi = cfg.object_range
-    return draw_scene(cfg.seed, [c.label for c in cfg.classes], class_index, k, lo, hi, cfg.cooccurrence)
+    return Scenes.of(cfg).classes_of(class_index, k)
 
 
 def scene_names(cfg, cls, k: int) -> list[str]:
-    """Display names of the classes attempt (cls, k) prompts, the primary first."""
-    if not cfg.scenes:
-        return [cls.name]
-    index = next(i for i, c in enumerate(cfg.classes) if c.label == cls.label)
-    return [cfg.classes[j].name for j in scene_of(cfg, index, k)]
+    """Display names of the classes attempt (cls, k) of this run prompts, the primary first."""
+    return Scenes.of(cfg).names(cls, k)

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from imaginarynet.backends.base import Request, create_backend
+from imaginarynet.backends.base import Request
+from imaginarynet.backends.build import create_backend
 from imaginarynet.config import RunConfig
 from imaginarynet.detectors import create_detector, every_class_hit
 from imaginarynet.errors import UserError, load_stage
@@ -22,8 +23,8 @@ from imaginarynet.ledger import Attempt, new_attempt
 from imaginarynet.outdir import OutputDir
 from imaginarynet.plan import attempt_seed
 from imaginarynet.prompts import create_prompt_source
-from imaginarynet.runtime import share_cores
-from imaginarynet.scenes import scene_of
+from imaginarynet.runtime import Runtime, share_cores
+from imaginarynet.scenes import Scenes
 from imaginarynet.segmenters import every_class_masked, mask_boxes
 from imaginarynet.sources import source_kind
 
@@ -57,10 +58,11 @@ def stage_images(writes: Writes) -> None:
 
 
 class StageSet:
-    """The models of one worker, built from the options; `load` loads them all."""
+    """The models of one worker, each built from its own options (by its factory); `load` loads them all."""
 
     def __init__(self, cfg: RunConfig, out: OutputDir):
         self.cfg = cfg
+        self.scenes = Scenes.of(cfg)  # which classes each attempt prompts
         kind = source_kind(cfg)
         generated = kind == "generated"  # found or pasted images need no prompts nor backend
         self.prompts = create_prompt_source(cfg, out.state) if generated else None
@@ -74,14 +76,14 @@ class StageSet:
         self.detector = create_detector(cfg)
         self.composer = None
         if kind == "composed":
-            from imaginarynet.sources.composed import Composer
+            from imaginarynet.sources.composed import ComposeOptions, Composer
 
-            self.composer = Composer(cfg)
+            self.composer = Composer(ComposeOptions.of(cfg))
         self.segmenter = None
-        if cfg.segmenter:  # on the generation device, or the CPU with --cpu (as the other verifiers)
+        if cfg.segmenter:
             from imaginarynet.segmenters import create_segmenter
 
-            self.segmenter = create_segmenter(cfg.segmenter, "cpu" if cfg.cpu else cfg.device)
+            self.segmenter = create_segmenter(cfg.segmenter, Runtime.verifier(cfg).device)
         self.embedder = None  # --dedup: CLIP image embeddings (the filter's model when --clip is on)
         if cfg.dedup is not None:
             self.embedder = self.filter if cfg.clip else create_filter(cfg, "clip")
@@ -163,7 +165,7 @@ def run_batch(cfg: RunConfig, stages: StageSet, batch: Unit, timer: StageTimer,
             ks = [k for c, k in batch if c == ci]
             prompts.update(zip(((ci, k) for k in ks), stages.prompts.prompts(classes[ci], ks)))
     requests = [Request(prompts[ci, k], attempt_seed(cfg.seed, classes[ci].label, k)) for ci, k in batch]
-    scenes = [tuple(scene_of(cfg, ci, k)) if cfg.scenes else (ci,) for ci, k in batch]
+    scenes = [tuple(stages.scenes.classes_of(ci, k)) for ci, k in batch]
     with timer("generate"):
         generated = stages.backend.generate(requests)
     if len(generated) != len(requests):

@@ -121,8 +121,8 @@ class Pattern:
     name = "pattern"
     requires = ("numpy",)
 
-    def __init__(self, cfg):
-        self.cfg = cfg
+    def __init__(self, options, backend_options, runtime):
+        pass
 
     def load(self):
         pass

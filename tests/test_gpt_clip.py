@@ -48,7 +48,8 @@ def test_gpt_samples_a_block_per_forward_pass(tiny, tmp_path):
     """16 continuations of a class come from one batched pass per token, not one call per prompt."""
     from imaginarynet.classes import ImageClass
     from imaginarynet.config import RunConfig
-    from imaginarynet.prompts.gpt2 import BLOCK, GPT2Expander
+    from imaginarynet.prompts import create_prompt_source
+    from imaginarynet.prompts.gpt2 import BLOCK
 
     cfg = RunConfig(classfile="x", classes=[ImageClass("dog", "dog")], outputdir=tmp_path, gpt=True,
                     gpt_model=str(tiny["gpt2"]), gpt_max_tokens=15)
@@ -63,14 +64,14 @@ def test_gpt_samples_a_block_per_forward_pass(tiny, tmp_path):
         expander.model.forward = wrapper
         return calls
 
-    gpt = GPT2Expander(cfg, tmp_path / ".state")
+    gpt = create_prompt_source(cfg, tmp_path / ".state")
     gpt.load()
     calls = counted(gpt)
     prompts = gpt.prompts(cfg.classes[0], list(range(BLOCK // 2)))
     prefix_len = len(gpt.tokenizer("A photo of a dog").input_ids)
     assert calls == [BLOCK] * (15 - prefix_len)  # one pass of the whole block per new token
     # a second expander reads the cached block back instead of sampling again
-    again = GPT2Expander(cfg, tmp_path / ".state")
+    again = create_prompt_source(cfg, tmp_path / ".state")
     again.load()
     calls = counted(again)
     assert again.prompts(cfg.classes[0], list(range(BLOCK // 2))) == prompts and calls == []

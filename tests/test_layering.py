@@ -141,3 +141,31 @@ def test_the_guard_sees_imports_inside_functions(tmp_path):
     ours, external = imports_of(bad)
     assert ours == {"pipeline"} and external == {"torch"}
     assert layer_of("pipeline") > layer_of("work")
+
+
+
+# the model stages (an image source, sources/, is the run's: it plans quotas from the whole config)
+STAGE_PACKAGES = ("prompts.", "backends.", "filters.", "detectors.", "segmenters.")
+
+
+def whole_config_inits(source: str) -> list[str]:
+    """The constructors in a module's source that take a run's whole config."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef) and node.name == "__init__":
+            params = [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs]
+            if {"cfg", "config", "run_config"} & set(params):
+                found.append(f"line {node.lineno}: __init__({', '.join(params)})")
+    return found
+
+
+def test_stages_are_built_from_their_own_options():
+    """ARCHITECTURE.md: a stage's constructor takes its own options, the classes, the scene draw and the
+    runtime, never the run's whole config (then it could read another stage's options)."""
+    offenders = {name: found for name in sorted(MODULES) if name.startswith(STAGE_PACKAGES)
+                 for found in [whole_config_inits((PACKAGE / (name.replace(".", "/") + ".py")).read_text())] if found}
+    assert not offenders, offenders
+    # the guard itself sees a planted whole-config constructor, and lets a stage's own options through
+    planted = "class S:\n    def __init__(self, cfg):\n        pass\n"
+    assert whole_config_inits(planted) == ["line 2: __init__(self, cfg)"]
+    assert whole_config_inits("class S:\n    def __init__(self, opts, runtime):\n        pass\n") == []

@@ -72,11 +72,11 @@ def test_blocks_are_seeded_and_the_real_model_falls_back_to_the_template(chat_lm
     with one warning. The raw samples of a block depend on its seed only."""
     from imaginarynet.classes import ImageClass
     from imaginarynet.config import RunConfig
-    from imaginarynet.prompts import llm
+    from imaginarynet.prompts import create_prompt_source, llm
 
     cfg = RunConfig(classfile="x", classes=[ImageClass("dog", "dog")], outputdir=tmp_path, llm=str(chat_lm),
                     device="cpu")
-    source = llm.LLMPrompts(cfg, tmp_path / ".state")
+    source = create_prompt_source(cfg, tmp_path / ".state")
     source.load()
     with monkeypatch.context() as mp:
         mp.setattr(llm, "clean_caption", lambda text, name: text)  # see the raw samples

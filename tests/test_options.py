@@ -313,6 +313,7 @@ def test_clip_filter_device_decision(cpu, expected, tmp_path, monkeypatch):
     from imaginarynet.classes import ImageClass
     from imaginarynet.config import RunConfig
     from imaginarynet.filters import clip as clip_module
+    from imaginarynet.filters import create_filter
 
     seen = []
 
@@ -324,7 +325,7 @@ def test_clip_filter_device_decision(cpu, expected, tmp_path, monkeypatch):
     cfg = RunConfig(classfile="x", classes=[ImageClass("dog", "dog")], outputdir=tmp_path, clip=True,
                     device="cuda:0", cpu=cpu)
     with pytest.raises(_Stop):
-        clip_module.ClipFilter(cfg).load()
+        create_filter(cfg).load()
     assert seen == [expected]
 
 

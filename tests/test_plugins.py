@@ -1,5 +1,6 @@
 """Third-party backends (entry points, module:Class) and any diffusers pipeline (SDXL)."""
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -24,8 +25,6 @@ def plugin_path(tmp_path_factory):
 
 
 def run_with(plugin_path, args):
-    import os
-
     env_path = os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")])
     return run_cli(args, env={**os.environ, "PYTHONPATH": env_path})
 
@@ -107,3 +106,29 @@ def test_turbo_checkpoints_get_turbo_defaults(tmp_path, tiny):
     assert family_defaults(str(turbo)) == {"family": "sd-turbo", "pipeline": "StableDiffusionPipeline",
                                            "steps": 1, "guidance": 0.0, "resolution": 512}
     assert family_defaults(str(tiny["sd"]))["steps"] == 50
+
+
+def test_plugin_written_for_the_run_config_contract_still_runs(plugin_path, tmp_path):
+    """A plugin of the first contract, __init__(self, cfg), gets the whole RunConfig and one FutureWarning
+    line; its dataset is the one the same plugin on the current contract makes."""
+    legacy = tmp_path / "site"
+    legacy.mkdir()
+    (legacy / "legacy_solid.py").write_text(
+        "from imaginarynet_solid import SolidBackend\n\n\n"
+        "class Legacy(SolidBackend):\n"
+        "    def __init__(self, cfg):\n"
+        "        super().__init__(None, cfg.backend_options, None) if False else None\n"
+        "        self.size, self.shade = cfg.resolution, cfg.backend_options['shade']\n")
+    classes = write_classfile(tmp_path / "c.txt", ["dog", "cat"])
+    common = ["--num", 4, "--classfile", classes, "--resolution", 24, "--backend-option", "shade=0.5"]
+    path = os.pathsep.join([str(legacy), str(plugin_path)])
+    old = run_with(path, common + ["--backend", "legacy_solid:Legacy", "--outputdir", tmp_path / "old"])
+    new = run_with(plugin_path, common + ["--backend", "solid", "--outputdir", tmp_path / "new"])
+    assert old.returncode == 0 and new.returncode == 0, old.stderr + new.stderr
+    warned = [line for line in old.stderr.splitlines() if "FutureWarning" in line]
+    assert len(warned) == 1 and "__init__(cfg) is deprecated" in warned[0], old.stderr
+    assert "FutureWarning" not in new.stderr
+    images = sorted((tmp_path / "old" / "VOC2007" / "JPEGImages").iterdir())
+    assert len(images) == 4
+    for image in images:
+        assert image.read_bytes() == (tmp_path / "new" / "VOC2007" / "JPEGImages" / image.name).read_bytes()

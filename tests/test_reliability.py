@@ -197,6 +197,7 @@ def test_a_second_run_on_the_same_folder_is_refused_and_no_lock_outlives_a_kill(
     out = d / "locked"
     first = start_cli(args + ["--outputdir", out])
     wait_for_lines(first, out, 2)
+    os.kill(first.pid, signal.SIGSTOP)  # a slow run: it holds the lock however long the probes below take
     second = run_cli(args + ["--outputdir", out])
     host = os.uname().nodename
     assert second.returncode == 2

@@ -439,12 +439,13 @@ def test_gpt2_scene_block_rows_see_only_their_own_prefix(tiny, tmp_path):
 
     from imaginarynet.classes import ImageClass
     from imaginarynet.config import RunConfig, validate
-    from imaginarynet.prompts.gpt2 import BLOCK, GPT2Expander
+    from imaginarynet.prompts import create_prompt_source
+    from imaginarynet.prompts.gpt2 import BLOCK
 
     cfg = validate(RunConfig(classfile="x", classes=[ImageClass(x, x) for x in LABELS], outputdir=tmp_path,
                              gpt=True, gpt_model=str(tiny["gpt2"]), gpt_max_tokens=18, template=None,
                              objects_per_image="1-3", sd_model=str(tiny["sd"])))
-    gpt = GPT2Expander(cfg, tmp_path / ".state")
+    gpt = create_prompt_source(cfg, tmp_path / ".state")
     gpt.load()
     steps, forward = [], gpt.model.forward
 

@@ -125,17 +125,26 @@ def test_inline_and_process_workers_write_the_same_bytes(solid, tmp_path):
         assert (a.root / m["file_name"]).read_bytes() == (b.root / m["file_name"]).read_bytes()
 
 
-def test_a_single_listed_device_is_the_one_the_worker_gets(solid, tmp_path):
+def test_a_single_listed_device_is_the_one_the_worker_gets(solid, tmp_path, monkeypatch):
     """`--devices cuda:1` (one entry) must not fall back to the default device. No GPU here: check what
     the executor hands the worker, and that the backend it builds is configured for that device."""
     from imaginarynet.executors.inline import InlineExecutor
     from imaginarynet.runtime import worker_devices
 
     cfg = solid(tmp_path / "out")
+    import imaginarynet_solid
+
+    built_on, init = [], imaginarynet_solid.SolidBackend.__init__
+
+    def recording(self, options, backend_options, runtime):
+        built_on.append(runtime.device)
+        init(self, options, backend_options, runtime)
+
+    monkeypatch.setattr(imaginarynet_solid.SolidBackend, "__init__", recording)
     cfg.devices = "cuda:1"  # after validation, which would refuse a device this machine lacks
     devices = worker_devices(cfg)
     name, executor = pick(cfg, devices)
     assert devices == ["cuda:1"] and name == "inline" and isinstance(executor, InlineExecutor)
     sink = ContractSink(OutputDir(cfg.outputdir))
     executor(cfg, devices, lambda: [], sink)  # builds the worker, runs nothing
-    assert executor.worker.cfg.device == "cuda:1" and executor.worker.stages.backend.cfg.device == "cuda:1"
+    assert executor.worker.cfg.device == "cuda:1" and built_on == ["cuda:1"]

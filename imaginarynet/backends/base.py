@@ -30,6 +30,13 @@ class Generated:
 class Backend(Protocol):
     name: str
     requires: tuple[str, ...]  # modules that must import (`imaginarynet backends` reports them)
+    # Optional: the StageOptions class the backend is built from (default: DiffusionOptions, the generic
+    # sampling options --resolution, --steps, --guidance, --negative-prompt).
+    options_class: type
+
+    def __init__(self, options, backend_options: dict, runtime) -> None:
+        """options: its options_class instance; backend_options: the checked --backend-option values;
+        runtime: runtime.Runtime (device, dtype, batch size, ...). Loads nothing."""
 
     def load(self) -> None:
         """Load models onto the device (called once per process, only if work remains)."""
@@ -104,7 +111,3 @@ def check_backend_options(cfg) -> dict:
     if cfg.backend_options:
         raise UserError(f"backend {cfg.backend!r} takes no --backend-option (got {', '.join(cfg.backend_options)})")
     return {}
-
-
-def create_backend(cfg) -> Backend:
-    return load_backend_class(find_backend(cfg.backend))(cfg)

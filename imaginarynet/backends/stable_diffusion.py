@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 
 from imaginarynet.backends.base import Generated, Request
+from imaginarynet.backends.options import DiffusionOptions
 from imaginarynet.errors import UserError, require
 from imaginarynet.runtime import quiet_libraries, resolve_device
 
@@ -50,35 +51,35 @@ class StableDiffusionBackend:
                 raise UserError(f"stablediffusion: --backend-option {key} wants true or false, got {value!r}")
         return options
 
-    def __init__(self, cfg):
-        self.cfg = cfg
-        self.device = resolve_device(cfg.device)
+    def __init__(self, opts: DiffusionOptions, backend_options: dict, runtime):
+        self.opts, self.backend_options, self.runtime = opts, backend_options, runtime
+        self.device = resolve_device(runtime.device)
         self.pipe = None
 
     def load(self) -> None:
         require("torch", "sd", "the Stable Diffusion backend")
         diffusers = require("diffusers", "sd", "the Stable Diffusion backend")
-        cfg = self.cfg
-        self.dtype = torch_dtype(cfg.dtype, self.device)
+        opts = self.opts
+        self.dtype = torch_dtype(self.runtime.dtype, self.device)
         quiet_libraries()
         try:
             with warnings.catch_warnings():
                 # newer diffusers renamed torch_dtype to dtype; the old name works everywhere
                 warnings.simplefilter("ignore", FutureWarning)
-                pipe = diffusers.AutoPipelineForText2Image.from_pretrained(cfg.sd_model, torch_dtype=self.dtype)
+                pipe = diffusers.AutoPipelineForText2Image.from_pretrained(opts.sd_model, torch_dtype=self.dtype)
         except (OSError, ValueError) as exc:
             raise UserError(
-                f"cannot load Stable Diffusion model {cfg.sd_model!r}: {str(exc).splitlines()[0]}"
+                f"cannot load Stable Diffusion model {opts.sd_model!r}: {str(exc).splitlines()[0]}"
             ) from exc
-        if not cfg.safety_checker and getattr(pipe, "safety_checker", None) is not None:
+        if not opts.safety_checker and getattr(pipe, "safety_checker", None) is not None:
             pipe.safety_checker = None
-        if cfg.scheduler:
-            sched_cls = getattr(diffusers, SCHEDULER_CLASSES[cfg.scheduler])
+        if opts.scheduler:
+            sched_cls = getattr(diffusers, SCHEDULER_CLASSES[opts.scheduler])
             pipe.scheduler = sched_cls.from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         self._speed_up(pipe)
-        for key, on in cfg.backend_options.items():
+        for key, on in self.backend_options.items():
             if on:
                 self._enable(key)
 
@@ -87,11 +88,11 @@ class StableDiffusionBackend:
         Attention already runs through torch's scaled_dot_product_attention (diffusers' default)."""
         import torch
 
-        cfg, cuda = self.cfg, self.device.startswith("cuda")
-        if cfg.tf32 and cuda:
+        run, cuda = self.runtime, self.device.startswith("cuda")
+        if run.tf32 and cuda:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        if cfg.cpu_offload and cuda:
+        if run.cpu_offload and cuda:
             pipe.enable_model_cpu_offload(device=self.device)  # moves each model to the GPU only while it runs
         else:
             pipe.to(self.device)
@@ -100,7 +101,7 @@ class StableDiffusionBackend:
             for module in (getattr(pipe, "unet", None), getattr(pipe, "vae", None)):
                 if module is not None:
                     module.to(memory_format=torch.channels_last)
-        if cfg.compile and denoiser is not None:
+        if run.compile and denoiser is not None:
             compiled = torch.compile(denoiser, mode="max-autotune-no-cudagraphs" if cuda else "default")
             setattr(pipe, "unet" if hasattr(pipe, "unet") else "transformer", compiled)
 
@@ -141,18 +142,18 @@ class StableDiffusionBackend:
         import torch
         from PIL import Image
 
-        cfg = self.cfg
+        opts = self.opts
         # CPU generators: the initial noise is then the same on every device.
         generators = [torch.Generator("cpu").manual_seed(r.seed) for r in requests]
-        negative = [cfg.negative_prompt] * len(requests) if cfg.negative_prompt else None
+        negative = [opts.negative_prompt] * len(requests) if opts.negative_prompt else None
         with torch.inference_mode():
             out = self.pipe(
                 prompt=[r.prompt for r in requests],
                 negative_prompt=negative,
-                num_inference_steps=cfg.steps,
-                guidance_scale=cfg.guidance,
-                height=cfg.resolution,
-                width=cfg.resolution,
+                num_inference_steps=opts.steps,
+                guidance_scale=opts.guidance,
+                height=opts.resolution,
+                width=opts.resolution,
                 generator=generators,
                 output_type="np",
             )
@@ -167,8 +168,8 @@ class StableDiffusionBackend:
         return results
 
     def describe(self) -> dict:
-        info = {"backend": self.name, "model": self.cfg.sd_model, "device": self.device,
-                "family": self.cfg.family, "options": self.cfg.backend_options}
+        info = {"backend": self.name, "model": self.opts.sd_model, "device": self.device,
+                "family": self.opts.family, "options": self.backend_options}
         if self.pipe is not None:
             info.update(pipeline=type(self.pipe).__name__, scheduler=type(self.pipe.scheduler).__name__,
                         fast_paths=self.observed_fast_paths(),

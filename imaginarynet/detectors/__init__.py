@@ -29,11 +29,16 @@ class Detector(Protocol):
 
 
 def create_detector(cfg) -> Detector | None:
+    """The --detector model's family class, built from its own options, on the verifiers' device."""
+    from imaginarynet.detectors.options import DetectorOptions
+    from imaginarynet.runtime import Runtime
+
     if not cfg.detector:
         return None
     family = detector_family(cfg.detector)
     module, _, attr = DETECTORS[family].partition(":")
-    return getattr(importlib.import_module(module), attr)(cfg, family)
+    cls = getattr(importlib.import_module(module), attr)
+    return cls(DetectorOptions.of(cfg), cfg.classes, Runtime.verifier(cfg), family)
 
 
 def own_class_hit(boxes: list[dict], label: str) -> bool:
@@ -46,7 +51,7 @@ def every_class_hit(boxes: list[dict], labels: list[str]) -> bool:
     return all(own_class_hit(boxes, label) for label in labels)
 
 
-def load_zero_shot(cfg):
+def load_zero_shot(ref: str, device: str | None):
     """(torch, processor, model on its device, device) for --detector, through transformers' Auto classes."""
     torch = require("torch", "detect", "--detector")
     transformers = require("transformers", "detect", "--detector")
@@ -54,13 +59,13 @@ def load_zero_shot(cfg):
     from imaginarynet.runtime import quiet_libraries, resolve_device
 
     quiet_libraries()
-    device = "cpu" if cfg.cpu else resolve_device(cfg.device)
+    device = resolve_device(device)
     try:
-        processor = transformers.AutoProcessor.from_pretrained(cfg.detector)
-        model = transformers.AutoModelForZeroShotObjectDetection.from_pretrained(cfg.detector)
+        processor = transformers.AutoProcessor.from_pretrained(ref)
+        model = transformers.AutoModelForZeroShotObjectDetection.from_pretrained(ref)
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load detector {cfg.detector!r}: {str(exc).splitlines()[0]}; for a machine "
-                        f"without internet: imaginarynet download --detector {cfg.detector}") from exc
+        raise UserError(f"cannot load detector {ref!r}: {str(exc).splitlines()[0]}; for a machine "
+                        f"without internet: imaginarynet download --detector {ref}") from exc
     return torch, processor, model.to(device).eval(), device
 
 

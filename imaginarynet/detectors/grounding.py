@@ -53,24 +53,25 @@ def class_of_box(token_scores, spans: list[tuple[int, int]]) -> tuple[int, float
 
 
 class GroundingDinoDetector:
-    def __init__(self, cfg, family: str):
-        self.cfg, self.family = cfg, family
-        self.labels = [c.label for c in cfg.classes]
-        self.names = [c.name.lower() for c in cfg.classes]
-        self.text = query_text([c.name for c in cfg.classes])
-        self.threshold = cfg.box_threshold if cfg.box_threshold is not None else DEFAULT_BOX_THRESHOLD
-        self.device = None
+    def __init__(self, opts, classes, runtime, family: str):
+        """opts: DetectorOptions; classes: the run's ImageClass list."""
+        self.opts, self.family = opts, family
+        self.labels = [c.label for c in classes]
+        self.names = [c.name.lower() for c in classes]
+        self.text = query_text([c.name for c in classes])
+        self.threshold = opts.box_threshold if opts.box_threshold is not None else DEFAULT_BOX_THRESHOLD
+        self.device = runtime.device
 
     def load(self) -> None:
         from imaginarynet.detectors import load_zero_shot
 
-        self._torch, self.processor, self.model, self.device = load_zero_shot(self.cfg)
+        self._torch, self.processor, self.model, self.device = load_zero_shot(self.opts.detector, self.device)
         tokenizer = self.processor.tokenizer
         ids = tokenizer(self.text)["input_ids"]
         separator = tokenizer.convert_tokens_to_ids(SEPARATOR)
         self.spans = class_spans(ids, separator, set(tokenizer.all_special_ids))
         if len(self.spans) != len(self.labels):
-            raise UserError(f"--detector {self.cfg.detector}: the class names do not tokenize into one span each "
+            raise UserError(f"--detector {self.opts.detector}: the class names do not tokenize into one span each "
                             f"({len(self.spans)} spans for {len(self.labels)} classes)")
 
     def detect(self, candidates: list[Candidate]) -> list[list[dict]]:
@@ -97,13 +98,13 @@ class GroundingDinoDetector:
                 raise RuntimeError("Grounding DINO post-processing no longer returns the boxes in query order")
             classes = torch.tensor([class_of_box(token_scores[b, q], self.spans)[0] for q in picked],
                                    dtype=torch.long)
-            keep = batched_nms(boxes, scores, classes, self.cfg.nms_iou) if len(picked) else []
+            keep = batched_nms(boxes, scores, classes, self.opts.nms_iou) if len(picked) else []
             records = (box_record(self.labels[c], scores[i], boxes[i].tolist(), *im.size, self.names[c])
                        for i, c in ((i, int(classes[i])) for i in (keep.tolist() if len(picked) else [])))
             found.append([r for r in records if r is not None])
         return found
 
     def describe(self) -> dict:
-        return {"detector": self.family, "model": self.cfg.detector, "box_threshold": self.threshold,
-                "nms_iou": self.cfg.nms_iou, "text": self.text, "device": self.device,
+        return {"detector": self.family, "model": self.opts.detector, "box_threshold": self.threshold,
+                "nms_iou": self.opts.nms_iou, "text": self.text, "device": self.device,
                 "class_rule": "highest per-token score's span"}

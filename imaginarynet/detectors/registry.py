@@ -7,7 +7,7 @@ from pathlib import Path
 
 from imaginarynet.errors import UserError
 
-# family -> "module:Class"; every class is built as Class(cfg, family)
+# family -> "module:Class"; every class is built as Class(DetectorOptions, classes, Runtime, family)
 DETECTORS = {
     "owlv2": "imaginarynet.detectors.zero_shot:OwlDetector",
     "owlvit": "imaginarynet.detectors.zero_shot:OwlDetector",

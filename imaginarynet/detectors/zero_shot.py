@@ -16,17 +16,18 @@ DEFAULT_BOX_THRESHOLD = {"owlv2": 0.1, "owlvit": 0.1}  # the OWL papers' and tra
 
 
 class OwlDetector:
-    def __init__(self, cfg, family: str):
-        self.cfg, self.family = cfg, family
-        self.labels = [c.label for c in cfg.classes]
-        self.queries = [QUERY.format(name=c.name) for c in cfg.classes]
-        self.threshold = cfg.box_threshold if cfg.box_threshold is not None else DEFAULT_BOX_THRESHOLD[family]
-        self.device = None
+    def __init__(self, opts, classes, runtime, family: str):
+        """opts: DetectorOptions; classes: the run's ImageClass list."""
+        self.opts, self.family = opts, family
+        self.labels = [c.label for c in classes]
+        self.queries = [QUERY.format(name=c.name) for c in classes]
+        self.threshold = opts.box_threshold if opts.box_threshold is not None else DEFAULT_BOX_THRESHOLD[family]
+        self.device = runtime.device
 
     def load(self) -> None:
         from imaginarynet.detectors import load_zero_shot
 
-        self._torch, self.processor, self.model, self.device = load_zero_shot(self.cfg)
+        self._torch, self.processor, self.model, self.device = load_zero_shot(self.opts.detector, self.device)
         self.query_embeds = self._encode_queries()
 
     def _encode_queries(self):
@@ -91,13 +92,13 @@ class OwlDetector:
         for im, res in zip(images, results):
             boxes, scores, labels = (res[k].detach().float().cpu() for k in ("boxes", "scores", "labels"))
             labels = labels.long()
-            keep = batched_nms(boxes, scores, labels, self.cfg.nms_iou)  # sorted by score, highest first
+            keep = batched_nms(boxes, scores, labels, self.opts.nms_iou)  # sorted by score, highest first
             records = (box_record(self.labels[q], scores[i], boxes[i].tolist(), *im.size, self.queries[q])
                        for i, q in ((i, int(labels[i])) for i in keep.tolist()))
             found.append([r for r in records if r is not None])
         return found
 
     def describe(self) -> dict:
-        return {"detector": self.family, "model": self.cfg.detector, "box_threshold": self.threshold,
-                "nms_iou": self.cfg.nms_iou, "query_template": QUERY, "device": self.device,
+        return {"detector": self.family, "model": self.opts.detector, "box_threshold": self.threshold,
+                "nms_iou": self.opts.nms_iou, "query_template": QUERY, "device": self.device,
                 "queries_encoded_once": self.query_embeds is not None}

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from PIL import Image
 
-# name -> "module:Class"; every class is built as Class(cfg)
+# name -> "module:Class"; every class is built as Class(FilterOptions, classes, Runtime)
 FILTERS = {
     "clip": "imaginarynet.filters.clip:ClipFilter",
 }
@@ -46,9 +46,13 @@ def filter_name(cfg) -> str | None:
 
 
 def create_filter(cfg, name: str | None = None) -> Filter | None:
-    """The filter the options ask for; `name` builds one regardless (--dedup embeds with CLIP's model)."""
+    """The filter the options ask for, on the verifiers' device; `name` builds one regardless (--dedup embeds
+    with CLIP's model)."""
+    from imaginarynet.filters.options import FilterOptions
+    from imaginarynet.runtime import Runtime
+
     name = name or filter_name(cfg)
     if name is None:
         return None
     module, _, attr = FILTERS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)(cfg)
+    return getattr(importlib.import_module(module), attr)(FilterOptions.of(cfg), cfg.classes, Runtime.verifier(cfg))

@@ -59,11 +59,12 @@ def model_spec(model: str, pretrained: str) -> tuple[str, str | None]:
 
 
 class ClipFilter:
-    def __init__(self, cfg, device: str | None = None):
-        self.cfg = cfg
-        self.labels = [c.label for c in cfg.classes]
-        self.names = [c.name for c in cfg.classes]
-        self.device = device
+    def __init__(self, opts, classes, runtime):
+        """opts: FilterOptions (the model and --threshold); classes: the run's ImageClass list."""
+        self.opts = opts
+        self.labels = [c.label for c in classes]
+        self.names = [c.name for c in classes]
+        self.device = runtime.device
         self.text_features = None
         self.text_encodes = 0  # how often the class texts were encoded (once per run)
         self.image_encodes = 0  # images through the image tower
@@ -75,10 +76,9 @@ class ClipFilter:
         from imaginarynet.runtime import resolve_device
 
         self._torch = torch
-        if self.device is None:
-            self.device = "cpu" if self.cfg.cpu else resolve_device(self.cfg.device)
+        self.device = resolve_device(self.device)
         self.model, self.preprocess, self.tokenizer = load_open_clip(
-            open_clip, self.cfg.clip_model, self.cfg.clip_pretrained, self.device)
+            open_clip, self.opts.clip_model, self.opts.clip_pretrained, self.device)
         self.text_features = self.encode_texts([TEXT_TEMPLATE.format(name=n) for n in self.names])
 
     def encode_texts(self, texts: list[str]):
@@ -107,27 +107,27 @@ class ClipFilter:
     def cosines(self, candidates: list[Candidate]) -> np.ndarray:
         """(len(candidates), n_classes) cosine similarities of image and class texts."""
         feats = self._encode_images(candidates)
-        if self.cfg.dedup is not None:  # embed() reuses them: no second pass through the image tower
-            self._scored = {(c.label, c.k): (c.image, v) for c, v in zip(candidates, feats.cpu().numpy())}
+        # --dedup's embed() reuses this batch's: no second pass through the image tower
+        self._scored = {(c.label, c.k): (c.image, v) for c, v in zip(candidates, feats.cpu().numpy())}
         return (feats @ self.text_features.T).cpu().numpy()
 
     def score(self, candidates: list[Candidate]) -> list[dict]:
         if not candidates:
             return []
         sims = self.cosines(candidates)
-        return [decide_scene(row, list(c.classes), self.cfg.threshold, self.labels) if len(c.classes) > 1
-                else decide(row, c.class_index, self.cfg.threshold, self.labels) for row, c in zip(sims, candidates)]
+        return [decide_scene(row, list(c.classes), self.opts.threshold, self.labels) if len(c.classes) > 1
+                else decide(row, c.class_index, self.opts.threshold, self.labels) for row, c in zip(sims, candidates)]
 
     def classify(self, candidates: list[Candidate]) -> list[dict]:
         """For images of unknown class (`annotate`): the verdict for each image's top-1 class."""
         if not candidates:
             return []
         sims = self.cosines(candidates)
-        return [decide(row, int(np.argmax(row)), self.cfg.threshold, self.labels) for row in sims]
+        return [decide(row, int(np.argmax(row)), self.opts.threshold, self.labels) for row in sims]
 
     def describe(self) -> dict:
-        return {"filter": "clip", "model": self.cfg.clip_model, "pretrained": self.cfg.clip_pretrained,
-                "threshold": self.cfg.threshold, "device": self.device, "text_template": TEXT_TEMPLATE}
+        return {"filter": "clip", "model": self.opts.clip_model, "pretrained": self.opts.clip_pretrained,
+                "threshold": self.opts.threshold, "device": self.device, "text_template": TEXT_TEMPLATE}
 
 
 def load_open_clip(open_clip, model: str, pretrained: str, device: str):

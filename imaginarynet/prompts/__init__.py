@@ -10,7 +10,7 @@ from typing import Protocol
 
 from imaginarynet.classes import ImageClass
 
-# name -> "module:Class"; every class is built as Class(cfg, state_dir)
+# name -> "module:Class"; every class is built as Class(PromptOptions, Scenes, Runtime, state_dir)
 SOURCES = {
     "template": "imaginarynet.prompts.template:TemplatePrompts",
     "gpt2": "imaginarynet.prompts.gpt2:GPT2Expander",
@@ -34,5 +34,11 @@ def source_name(cfg) -> str:
 
 
 def create_prompt_source(cfg, state_dir: Path) -> PromptSource:
+    """The run's prompt source, built from its own options, the run's scene draw and runtime."""
+    from imaginarynet.prompts.options import PromptOptions
+    from imaginarynet.runtime import Runtime
+    from imaginarynet.scenes import Scenes
+
     module, _, attr = SOURCES[source_name(cfg)].partition(":")
-    return getattr(importlib.import_module(module), attr)(cfg, state_dir)
+    cls = getattr(importlib.import_module(module), attr)
+    return cls(PromptOptions.of(cfg), Scenes.of(cfg), Runtime.of(cfg), state_dir)

@@ -38,12 +38,12 @@ class GPT2Expander(BlockStream):
         from imaginarynet.runtime import quiet_libraries, resolve_device
 
         quiet_libraries()
-        self.device = resolve_device(self.cfg.device)
+        self.device = resolve_device(self.runtime.device)
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.cfg.gpt_model)
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(self.cfg.gpt_model)
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.opts.gpt_model)
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(self.opts.gpt_model)
         except (OSError, ValueError) as exc:
-            raise UserError(f"cannot load GPT-2 model {self.cfg.gpt_model!r}: {str(exc).splitlines()[0]}") from exc
+            raise UserError(f"cannot load GPT-2 model {self.opts.gpt_model!r}: {str(exc).splitlines()[0]}") from exc
         self.model.to(self.device).eval()
         self._torch = torch
         if self.tokenizer.pad_token is None:  # scene blocks pad different prefixes on the left
@@ -55,15 +55,15 @@ class GPT2Expander(BlockStream):
 
     def prefix(self, names: list[str]) -> str:
         # the model continues the template's sentence, so drop its final full stop
-        return render(self.cfg.template, names).rstrip(" .")
+        return render(self.opts.template, names).rstrip(" .")
 
     def sample_block(self, cls: ImageClass, block: int) -> list[str]:
-        seed = block_seed(self.source, self.cfg.seed, cls.label, block)
+        seed = block_seed(self.source, self.seed, cls.label, block)
         texts = self._continue([self.prefix([cls.name])] * BLOCK, seed)
-        return texts if texts else [render(self.cfg.template, [cls.name])]
+        return texts if texts else [render(self.opts.template, [cls.name])]
 
     def sample_scene_block(self, cls: ImageClass, block: int, scenes: list[list[str]]) -> list[str | None]:
-        seed = block_seed(self.source, self.cfg.seed, cls.label, block)
+        seed = block_seed(self.source, self.seed, cls.label, block)
         texts = self._continue([self.prefix(names) for names in scenes], seed)
         return texts or [None] * len(scenes)  # a template longer than --gpt-max-tokens: the template itself
 
@@ -77,7 +77,7 @@ class GPT2Expander(BlockStream):
         input_ids = enc.input_ids.to(self.device)
         mask = None if same else enc.attention_mask.to(self.device)
         shortest = input_ids.shape[1] if same else int(enc.attention_mask.sum(dim=1).min())
-        new_tokens = self.cfg.gpt_max_tokens - shortest
+        new_tokens = self.opts.gpt_max_tokens - shortest
         if new_tokens <= 0:
             return []
         gen = torch.Generator("cpu").manual_seed(seed)
@@ -106,7 +106,7 @@ class GPT2Expander(BlockStream):
         not a whole character decodes to U+FFFD (three tokens, and noise to the text-to-image model), so
         those go, as do control characters, then whole words from the end until the prompt fits."""
         text = " ".join("".join(ch for ch in text if ch.isprintable() or ch.isspace()).replace("\ufffd", "").split())
-        while len(self.tokenizer(text).input_ids) > self.cfg.gpt_max_tokens:
+        while len(self.tokenizer(text).input_ids) > self.opts.gpt_max_tokens:
             shorter = text.rsplit(" ", 1)[0]
             if shorter == text or len(shorter) <= len(prefix):
                 return prefix
@@ -114,5 +114,5 @@ class GPT2Expander(BlockStream):
         return text
 
     def describe(self) -> dict:
-        return {"prompts": "gpt2", "model": self.cfg.gpt_model, "max_tokens": self.cfg.gpt_max_tokens,
-                "template": self.cfg.template, "block": BLOCK, "top_k": TOP_K}
+        return {"prompts": "gpt2", "model": self.opts.gpt_model, "max_tokens": self.opts.gpt_max_tokens,
+                "template": self.opts.template, "block": BLOCK, "top_k": TOP_K}

@@ -63,32 +63,32 @@ class LLMPrompts(BlockStream):
 
         quiet_libraries()
         self._torch = torch
-        self.device = resolve_device(self.cfg.device)
+        self.device = resolve_device(self.runtime.device)
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.cfg.llm)
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(self.cfg.llm)
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.opts.llm)
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(self.opts.llm)
         except (OSError, ValueError) as exc:
-            raise UserError(f"cannot load LLM {self.cfg.llm!r}: {str(exc).splitlines()[0]}; for a machine "
-                            f"without internet: imaginarynet download --llm {self.cfg.llm}") from exc
+            raise UserError(f"cannot load LLM {self.opts.llm!r}: {str(exc).splitlines()[0]}; for a machine "
+                            f"without internet: imaginarynet download --llm {self.opts.llm}") from exc
         if not getattr(self.tokenizer, "chat_template", None):
-            raise UserError(f"--llm {self.cfg.llm} has no chat template: use an instruction-tuned (chat) model")
+            raise UserError(f"--llm {self.opts.llm} has no chat template: use an instruction-tuned (chat) model")
         self.model.to(self.device).eval()
         if self.tokenizer.pad_token_id is None:  # scene blocks pad different instructions on the left
             self.tokenizer.pad_token_id = self.tokenizer.eos_token_id
         self.tokenizer.padding_side = "left"
 
     def instruction(self, names: list[str]) -> str:
-        default = SCENE_INSTRUCTION if self.cfg.scenes else DEFAULT_INSTRUCTION
-        return render(self.cfg.llm_instruction or default, names)
+        default = SCENE_INSTRUCTION if self.scenes.multi else DEFAULT_INSTRUCTION
+        return render(self.opts.llm_instruction or default, names)
 
     def sample_block(self, cls: ImageClass, block: int) -> list[str]:
-        texts = self._generate([self.instruction([cls.name])], BLOCK, block_seed(self.source, self.cfg.seed,
+        texts = self._generate([self.instruction([cls.name])], BLOCK, block_seed(self.source, self.seed,
                                                                                   cls.label, block))
         return [c for c in (clean_caption(t, cls.name) for t in texts) if c]
 
     def sample_scene_block(self, cls: ImageClass, block: int, scenes: list[list[str]]) -> list[str | None]:
         texts = self._generate([self.instruction(names) for names in scenes], 1,
-                               block_seed(self.source, self.cfg.seed, cls.label, block))
+                               block_seed(self.source, self.seed, cls.label, block))
         return [clean_caption(t, names) for t, names in zip(texts, scenes)]
 
     def _generate(self, instructions: list[str], per_instruction: int, seed: int) -> list[str]:
@@ -103,11 +103,11 @@ class LLMPrompts(BlockStream):
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(seed)
             out = self.model.generate(input_ids=input_ids, attention_mask=mask, do_sample=True, top_k=TOP_K,
-                                      max_new_tokens=self.cfg.llm_max_tokens, num_return_sequences=per_instruction,
+                                      max_new_tokens=self.opts.llm_max_tokens, num_return_sequences=per_instruction,
                                       pad_token_id=self.tokenizer.pad_token_id)
         return self.tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
 
     def describe(self) -> dict:
-        default = SCENE_INSTRUCTION if self.cfg.scenes else DEFAULT_INSTRUCTION
-        return {"prompts": "llm", "model": self.cfg.llm, "instruction": self.cfg.llm_instruction or default,
-                "max_new_tokens": self.cfg.llm_max_tokens, "block": BLOCK, "top_k": TOP_K}
+        default = SCENE_INSTRUCTION if self.scenes.multi else DEFAULT_INSTRUCTION
+        return {"prompts": "llm", "model": self.opts.llm, "instruction": self.opts.llm_instruction or default,
+                "max_new_tokens": self.opts.llm_max_tokens, "block": BLOCK, "top_k": TOP_K}

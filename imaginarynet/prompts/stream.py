@@ -21,7 +21,7 @@ from pathlib import Path
 
 from imaginarynet.classes import ImageClass
 from imaginarynet.fsutil import atomic_write_text
-from imaginarynet.scenes import render, scene_names
+from imaginarynet.scenes import render
 
 BLOCK = 16  # samples per block (one batched generation)
 MAX_DRY_BLOCKS = 4
@@ -38,8 +38,9 @@ class BlockStream:
     source = "stream"  # in the block seeds and the cache file names
     who = "the prompt model"  # in the warning
 
-    def __init__(self, cfg, state_dir: Path):
-        self.cfg = cfg
+    def __init__(self, opts, scenes, runtime, state_dir: Path):
+        self.opts, self.scenes, self.runtime = opts, scenes, runtime  # PromptOptions, Scenes, Runtime
+        self.seed = scenes.seed
         self.cache_dir = Path(state_dir) / "prompts"
         self.streams: dict[str, dict] = {}
         self.warned = False
@@ -67,7 +68,7 @@ class BlockStream:
         return self.streams[cls.label]
 
     def prompts(self, cls: ImageClass, ks: list[int]) -> list[str]:
-        if self.cfg.scenes:
+        if self.scenes.multi:
             return self._scene_prompts(cls, ks)
         stream = self._stream(cls)
         need = max(ks) + 1
@@ -86,11 +87,11 @@ class BlockStream:
             grew = True
         if grew:
             atomic_write_text(self.cache_path(cls), json.dumps(stream))
-        if stream["fallback"] and len(stream["prompts"]) < need and not self.warned and not self.cfg.quiet:
+        if stream["fallback"] and len(stream["prompts"]) < need and not self.warned and not self.runtime.quiet:
             self.warned = True
             print(f"warning: {self.who} gives no new prompt for {cls.label!r}; "
                   "using the template prompt for the remaining attempts", file=sys.stderr)
-        template = render(self.cfg.template, [cls.name])
+        template = render(self.opts.template, [cls.name])
         return [stream["prompts"][k] if k < len(stream["prompts"]) else template for k in ks]
 
     def _scene_prompts(self, cls: ImageClass, ks: list[int]) -> list[str]:
@@ -107,7 +108,7 @@ class BlockStream:
         grew = False
         for j in sorted({k // BLOCK for k in ks}):
             if str(j) not in blocks:
-                scenes = [scene_names(self.cfg, cls, k) for k in range(j * BLOCK, (j + 1) * BLOCK)]
+                scenes = [self.scenes.names(cls, k) for k in range(j * BLOCK, (j + 1) * BLOCK)]
                 blocks[str(j)] = self.sample_scene_block(cls, j, scenes)
                 grew = True
         if grew:
@@ -116,10 +117,10 @@ class BlockStream:
         for k in ks:
             text = blocks[str(k // BLOCK)][k % BLOCK]
             if text is None:
-                if not self.warned and not self.cfg.quiet:
+                if not self.warned and not self.runtime.quiet:
                     self.warned = True
                     print(f"warning: {self.who} gave no usable prompt for some scenes of {cls.label!r}; "
                           "using the template prompt for those attempts", file=sys.stderr)
-                text = render(self.cfg.template, scene_names(self.cfg, cls, k))
+                text = render(self.opts.template, self.scenes.names(cls, k))
             out.append(text)
         return out

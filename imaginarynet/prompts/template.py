@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 from imaginarynet.classes import ImageClass
-from imaginarynet.scenes import render, scene_names
+from imaginarynet.scenes import render
 
 
 class TemplatePrompts:
-    def __init__(self, cfg, state_dir=None):
-        self.cfg = cfg
-        self.template = cfg.template
+    def __init__(self, opts, scenes, runtime=None, state_dir=None):
+        self.scenes = scenes
+        self.template = opts.template
 
     def load(self) -> None:
         pass
 
     def prompts(self, cls: ImageClass, ks: list[int]) -> list[str]:
-        return [render(self.template, scene_names(self.cfg, cls, k)) for k in ks]
+        return [render(self.template, self.scenes.names(cls, k)) for k in ks]
 
     def describe(self) -> dict:
         return {"prompts": "template", "template": self.template}

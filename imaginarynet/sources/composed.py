@@ -129,17 +129,16 @@ def load_instances(sources) -> tuple[list, dict]:
 class Composer:
     """A worker's view of the instances and backgrounds, with the crops it has read (no model to load)."""
 
-    def __init__(self, cfg):
+    def __init__(self, opts: ComposeOptions):
         from imaginarynet.sources.folder import list_images
 
-        self.cfg = cfg
-        self.instances, self.rows = load_instances(cfg.compose_sources)
+        self.instances, self.rows = load_instances(opts.compose_sources)
         self.instances_of: dict[str, list[int]] = {}
         for i, inst in enumerate(self.instances):
             self.instances_of.setdefault(inst.label, []).append(i)
-        self.backgrounds = list_images(Path(cfg.backgrounds))
-        self.size = parse_size(cfg.size)
-        self.scale = parse_scale(cfg.scale)
+        self.backgrounds = list_images(Path(opts.backgrounds))
+        self.size = parse_size(opts.size)
+        self.scale = parse_scale(opts.scale)
         self._masks: dict[int, object] = {}
         self._crops: dict[int, object] = {}
 
@@ -191,7 +190,6 @@ def run_batch(cfg, stages, batch: list[tuple[int, int]], timer, out) -> tuple[li
     from imaginarynet import masks
     from imaginarynet.ledger import new_attempt
     from imaginarynet.paste import composite, plan_scene, visible_masks
-    from imaginarynet.scenes import scene_of
 
     composer = stages.composer
     labels = [c.label for c in cfg.classes]
@@ -201,7 +199,7 @@ def run_batch(cfg, stages, batch: list[tuple[int, int]], timer, out) -> tuple[li
         with timer("compose"):
             name, background, crop = composer.background(cfg.seed, label, k)
             width, height = background.size
-            classes = scene_of(cfg, ci, k) if cfg.scenes else [ci]
+            classes = stages.scenes.classes_of(ci, k)
             placed, alphas = plan_scene(cfg.seed, labels, classes, k, composer.instances_of, composer.instances,
                                         composer.mask, width, height, composer.scale, cfg.min_visible)
             image = composite(background, placed, alphas, composer.crop,

@@ -29,15 +29,17 @@ class SolidBackend:
             raise UserError(f"solid: shade must be a number in [0, 1], got {shade!r}")
         return options
 
-    def __init__(self, cfg):
-        self.cfg = cfg  # the whole RunConfig: resolution, device, dtype, backend_options, ...
+    def __init__(self, options, backend_options: dict, runtime):
+        # options: the generic sampling options (resolution, steps, guidance, negative_prompt);
+        # backend_options: what validate_options returned; runtime: device, dtype, batch_size, ...
+        self.size = options.resolution
+        self.shade = backend_options["shade"]
 
     def load(self) -> None:
         """Load weights here: called once per process, and only if there is work to do."""
 
     def generate(self, requests: list[Request]) -> list[Generated]:
-        shade = self.cfg.backend_options["shade"]
-        size = self.cfg.resolution
+        shade, size = self.shade, self.size
         out = []
         for r in requests:
             rng = random.Random(r.seed)  # the image depends on its own seed only
@@ -46,4 +48,4 @@ class SolidBackend:
         return out
 
     def describe(self) -> dict:
-        return {"backend": self.name, "shade": self.cfg.backend_options["shade"]}
+        return {"backend": self.name, "shade": self.shade}

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from imaginarynet.backends.base import Generated, Request
+from imaginarynet.backends.options import DalleOptions
 from imaginarynet.errors import UserError, require
 
 DALLE_FILES = ["config.json", "flax_model.msgpack", "*.json", "*.txt"]
@@ -20,9 +21,10 @@ WORDS_FILE = "enwiki-words-frequency.txt"
 class DalleMiniBackend:
     name = "dalle-mini"
     requires = ("jax", "flax", "transformers", "ftfy", "emoji", "unidecode")
+    options_class = DalleOptions
 
-    def __init__(self, cfg):
-        self.cfg = cfg
+    def __init__(self, opts: DalleOptions, backend_options: dict, runtime):
+        self.opts, self.runtime = opts, runtime
         self.params = None
 
     def load(self) -> None:
@@ -40,8 +42,8 @@ class DalleMiniBackend:
         self.jax, self._dallebart, self._vqgan = jax, dallebart, vqgan
         self.device = self._device(jax)
         dtype = self._dtype(jax)
-        bart_dir = resolve_folder(self.cfg.dalle_model, "--dalle-model", DALLE_FILES)
-        vq_dir = resolve_folder(self.cfg.vqgan_model, "--vqgan-model", ["config.json", "flax_model.msgpack"])
+        bart_dir = resolve_folder(self.opts.dalle_model, "--dalle-model", DALLE_FILES)
+        vq_dir = resolve_folder(self.opts.vqgan_model, "--vqgan-model", ["config.json", "flax_model.msgpack"])
         self.bart_cfg = config_from(dallebart.DalleBartConfig, bart_dir)
         self.bart_cfg.check_supported()
         self.vq_cfg = config_from(vqgan.VQGANConfig, vq_dir)
@@ -60,7 +62,7 @@ class DalleMiniBackend:
         self.dtype = dtype
 
     def _device(self, jax):
-        want = self.cfg.device or ""
+        want = self.runtime.device or ""
         kind = "cpu" if want.startswith("cpu") else ("gpu" if want.startswith("cuda") else None)
         try:
             devices = jax.devices(kind) if kind else jax.devices()
@@ -77,7 +79,7 @@ class DalleMiniBackend:
     def _dtype(self, jax):
         import jax.numpy as jnp
 
-        name = self.cfg.dtype
+        name = self.runtime.dtype
         if name == "auto":
             name = "fp32" if self.device.platform == "cpu" else "fp16"
         return {"fp32": jnp.float32, "fp16": jnp.float16, "bf16": jnp.bfloat16}[name]
@@ -91,7 +93,7 @@ class DalleMiniBackend:
 
             return Path(hf_hub_download("dalle-mini/dalle-mini", filename=WORDS_FILE))
         except Exception:
-            if not self.cfg.quiet:
+            if not self.runtime.quiet:
                 print(f"warning: {WORDS_FILE} is not available offline; #hashtags in prompts are not split into words",
                       file=sys.stderr)
             return None
@@ -119,14 +121,14 @@ class DalleMiniBackend:
         import numpy as np
 
         jax, db = self.jax, self._dallebart
-        size = max(self.cfg.batch_size, len(requests))
+        size = max(self.runtime.batch_size, len(requests))
         padded = requests + [requests[-1]] * (size - len(requests))  # one batch shape, one compilation
         texts = [self.normalize(r.prompt) if self.normalize else r.prompt for r in padded]
         ids, mask = self._tokenize(texts)
         uncond_ids, uncond_mask = self._tokenize([""])  # the original: empty prompt, not normalised
         keys = np.stack([np.asarray(jax.random.PRNGKey(r.seed)) for r in padded])
-        sampling = db.Sampling(do_sample=True, condition_scale=self.cfg.condition_scale, top_k=self.cfg.top_k,
-                               top_p=self.cfg.top_p, temperature=self.cfg.temperature, per_row_keys=True)
+        sampling = db.Sampling(do_sample=True, condition_scale=self.opts.condition_scale, top_k=self.opts.top_k,
+                               top_p=self.opts.top_p, temperature=self.opts.temperature, per_row_keys=True)
         inputs = (ids, mask, keys)
         if len(self.local_devices) > 1 and size % len(self.local_devices) == 0:
             inputs = jax.device_put(inputs, self._sharding()[1])
@@ -145,9 +147,9 @@ class DalleMiniBackend:
         return [Generated(Image.fromarray(img, "RGB")) for img in self._vqgan.to_uint8(pixels)]
 
     def describe(self) -> dict:
-        info = {"backend": self.name, "model": self.cfg.dalle_model, "vqgan": self.cfg.vqgan_model,
-                "condition_scale": self.cfg.condition_scale, "top_k": self.cfg.top_k, "top_p": self.cfg.top_p,
-                "temperature": self.cfg.temperature}
+        info = {"backend": self.name, "model": self.opts.dalle_model, "vqgan": self.opts.vqgan_model,
+                "condition_scale": self.opts.condition_scale, "top_k": self.opts.top_k, "top_p": self.opts.top_p,
+                "temperature": self.opts.temperature}
         if self.params is not None:
             info.update(device=str(self.device), dtype=str(self.dtype.__name__ if hasattr(self.dtype, "__name__")
                                                              else self.dtype),
