@@ -406,7 +406,7 @@ def bench_llm(n: int) -> Iterator[Row]:
     llm.clean_caption = lambda text, name: text  # count raw samples: cleaning is the same on both sides
     blocks = max(1, n // llm.BLOCK)
     tok, model = source.tokenizer, source.model
-    text = tok.apply_chat_template([{"role": "user", "content": source.instruction(cfg.classes[0])}],
+    text = tok.apply_chat_template([{"role": "user", "content": source.instruction([cfg.classes[0].name])}],
                                    add_generation_prompt=True, tokenize=False)
     enc = tok(text, return_tensors="pt", add_special_tokens=False)
 

@@ -262,14 +262,14 @@ def test_dtype_choices(tiny_sd_args, one_class, workdir):
 
 
 # ---------------------------------------------------------------------------------------------
-# --cpu: only the filter moves.
+# --cpu: the verifiers move, the generator stays.
 
 class DeviceEcho:
     """A backend that only reports the device it was given (run.json models.generator.device) and
     makes flat images; it never touches the device, so --device cuda:0 runs without a GPU."""
 
-    def __init__(self, cfg):
-        self.cfg = cfg
+    def __init__(self, options, backend_options, runtime):
+        self.size, self.device = options.resolution, runtime.device
 
     def load(self) -> None:
         pass
@@ -277,13 +277,13 @@ class DeviceEcho:
     def generate(self, requests):
         from imaginarynet.backends.base import Generated
 
-        return [Generated(Image.new("RGB", (self.cfg.resolution,) * 2, (r.seed % 256, 90, 160))) for r in requests]
+        return [Generated(Image.new("RGB", (self.size,) * 2, (r.seed % 256, 90, 160))) for r in requests]
 
     def describe(self) -> dict:
-        return {"backend": "device-echo", "device": self.cfg.device}
+        return {"backend": "device-echo", "device": self.device}
 
 
-def test_cpu_moves_only_the_clip_filter(tiny, classes, workdir, monkeypatch):
+def test_cpu_moves_the_clip_filter_not_the_generator(tiny, classes, workdir, monkeypatch):
     """`--device cuda:0 --cpu`: the generator is handed cuda:0 and the real CLIP filter loads and runs on
     the CPU. No GPU is needed: the generator is DeviceEcho, and torch is told one CUDA device exists so
     that --device cuda:0 passes validation. Catches --cpu ignored (CLIP would load on cuda:0 and fail
@@ -327,6 +327,25 @@ def test_clip_filter_device_decision(cpu, expected, tmp_path, monkeypatch):
     with pytest.raises(_Stop):
         create_filter(cfg).load()
     assert seen == [expected]
+
+
+@pytest.mark.parametrize("cpu", [True, False])
+def test_every_stage_is_built_for_its_device(cpu, tiny, tmp_path):
+    """--device cuda:0 with and without --cpu, every stage built (not loaded, no GPU needed): the generator
+    and the prompt model stay on cuda:0; the filter, detector, segmenter and --dedup embedder move to the CPU
+    only with --cpu. Catches a stage that reads the run's device itself and ignores --cpu, or applies it."""
+    from imaginarynet.classes import ImageClass
+    from imaginarynet.config import RunConfig
+    from imaginarynet.outdir import OutputDir
+    from imaginarynet.work import StageSet
+
+    cfg = RunConfig(classfile="x", classes=[ImageClass("dog", "dog")], outputdir=tmp_path, device="cuda:0", cpu=cpu,
+                    detector=str(tiny["owlv2"]), segmenter=str(tiny["sam"]), dedup=0.9, gpt=True,
+                    gpt_model=str(tiny["gpt2"]), sd_model=str(tiny["sd"]))
+    stages = StageSet(cfg, OutputDir(tmp_path))
+    verifier = "cpu" if cpu else "cuda:0"
+    assert stages.backend.device == "cuda:0" and stages.prompts.runtime.device == "cuda:0"
+    assert stages.embedder.device == stages.detector.device == stages.segmenter.requested_device == verifier
 
 
 # ---------------------------------------------------------------------------------------------

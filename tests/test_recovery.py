@@ -32,8 +32,8 @@ class Seeded:
     name = "seeded"
     requires = ("numpy",)
 
-    def __init__(self, cfg):
-        self.cfg = cfg
+    def __init__(self, options, backend_options, runtime):
+        pass
 
     def load(self):
         if os.environ.get("BROKEN_LOAD"):

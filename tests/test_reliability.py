@@ -402,7 +402,8 @@ def test_bad_labels(labels, message, tiny, tmp_path, capsys):
 def test_a_short_plugin_is_an_error_naming_it(tmp_path, monkeypatch, capsys):
     (tmp_path / "short_plugin.py").write_text(
         "from PIL import Image\nfrom imaginarynet.backends.base import Generated\n"
-        "class Short:\n    name = 'short'\n    def __init__(self, cfg): pass\n    def load(self): pass\n"
+        "class Short:\n    name = 'short'\n    def __init__(self, options, backend_options, runtime): pass\n"
+        "    def load(self): pass\n"
         "    def describe(self): return {}\n"
         "    def generate(self, requests): return [Generated(Image.new('RGB', (8, 8)))] * (len(requests) - 1)\n")
     monkeypatch.syspath_prepend(str(tmp_path))

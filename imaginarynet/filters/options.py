@@ -18,7 +18,8 @@ class FilterOptions(StageOptions):
                                   help="open_clip weights: a tag, a local weights file or local-dir:FOLDER.")
     threshold: float = option(0.6, "--threshold", type=float, help="Minimum CLIP probability of the image's own class.")
     cpu: bool = option(False, "--cpu", is_flag=True, data=False,
-                       help="Run the CLIP filter on the CPU (keeps GPU memory for the generator).")
+                       help="Run the CLIP filter, detector and segmenter on the CPU (keeps GPU memory for the "
+                       "generator).")
 
     def data_options(self, cfg) -> dict:
         opts = {"clip": self.clip}
