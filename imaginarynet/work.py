@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import time
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from imaginarynet.backends.base import Request
@@ -155,6 +155,36 @@ class StageTimer:
         return {k: round(v, 3) for k, v in self.seconds.items()}
 
 
+@dataclass
+class Trial:
+    """One attempt of a batch on its way through the stages; each stage fills in its part."""
+
+    ci: int  # the primary class's index
+    k: int
+    label: str
+    prompted: list[str]  # labels of the prompted classes, the primary first
+    scene: tuple[int, ...]  # their class indices
+    request: Request
+    image: object = None  # PIL image; None when the backend's safety checker flagged it
+    score: dict | None = None  # the filter's verdict
+    boxes: list[dict] | None = None  # the detector's boxes (with masks once segmented)
+
+    def candidate(self) -> Candidate:
+        return Candidate(self.image, self.ci, self.label, self.k, self.request.prompt, self.scene)
+
+    def verdict(self, detecting: bool, segmenting: bool) -> tuple[str, str | None]:
+        """(status, reason) once every stage has run."""
+        if self.image is None:
+            return "flagged", None
+        if self.score is not None and not self.score["accepted"]:
+            return "rejected", None
+        if detecting and not every_class_hit(self.boxes, self.prompted):
+            return "rejected", "no box"
+        if segmenting and not every_class_masked(self.boxes, self.prompted):
+            return "rejected", "no mask"
+        return "kept", None
+
+
 def run_batch(cfg: RunConfig, stages: StageSet, batch: Unit, timer: StageTimer,
               out: OutputDir) -> tuple[list[Attempt], Writes]:
     """Generate and judge one batch; returns ledger records and the images to stage."""
@@ -164,63 +194,51 @@ def run_batch(cfg: RunConfig, stages: StageSet, batch: Unit, timer: StageTimer,
         for ci in sorted({ci for ci, _ in batch}):
             ks = [k for c, k in batch if c == ci]
             prompts.update(zip(((ci, k) for k in ks), stages.prompts.prompts(classes[ci], ks)))
-    requests = [Request(prompts[ci, k], attempt_seed(cfg.seed, classes[ci].label, k)) for ci, k in batch]
-    scenes = [tuple(stages.scenes.classes_of(ci, k)) for ci, k in batch]
+    trials = []
+    for ci, k in batch:
+        scene = tuple(stages.scenes.classes_of(ci, k))
+        trials.append(Trial(ci, k, classes[ci].label, [classes[j].label for j in scene], scene,
+                            Request(prompts[ci, k], attempt_seed(cfg.seed, classes[ci].label, k))))
     with timer("generate"):
-        generated = stages.backend.generate(requests)
-    if len(generated) != len(requests):
-        raise UserError(f"backend {cfg.backend!r} returned {len(generated)} images for {len(requests)} prompts")
-    scores = [None] * len(batch)
+        generated = stages.backend.generate([t.request for t in trials])
+    if len(generated) != len(trials):
+        raise UserError(f"backend {cfg.backend!r} returned {len(generated)} images for {len(trials)} prompts")
+    for t, g in zip(trials, generated):
+        t.image = g.image
+    images = [t for t in trials if t.image is not None]
     if stages.filter is not None:
-        judged = [i for i, g in enumerate(generated) if g.image is not None]
         with timer("filter"):
-            for i, s in zip(judged, stages.filter.score(_candidates(judged, batch, generated, requests, classes,
-                                                                    scenes))):
-                scores[i] = s
-    boxes: list[list[dict] | None] = [None] * len(batch)
+            for t, score in zip(images, stages.filter.score([t.candidate() for t in images])):
+                t.score = score
     if stages.detector is not None:  # after the filter: only images it kept are worth detecting in
-        looked = [i for i, g in enumerate(generated) if g.image is not None and (scores[i] is None
-                                                                                 or scores[i]["accepted"])]
+        looked = [t for t in images if t.score is None or t.score["accepted"]]
         with timer("detect"):
-            for i, found in zip(looked, stages.detector.detect(_candidates(looked, batch, generated, requests,
-                                                                           classes, scenes))):
-                boxes[i] = found
-    prompted = [[classes[j].label for j in scene] for scene in scenes]
+            for t, found in zip(looked, stages.detector.detect([t.candidate() for t in looked])):
+                t.boxes = found
     if stages.segmenter is not None:  # the boxes of images the detector kept, each image encoded once
-        hit = [i for i in range(len(batch)) if boxes[i] is not None and every_class_hit(boxes[i], prompted[i])]
+        hit = [t for t in trials if t.boxes is not None and every_class_hit(t.boxes, t.prompted)]
         with timer("segment"):
-            masked = mask_boxes(cfg, stages.segmenter, [generated[i].image for i in hit], [boxes[i] for i in hit],
-                                [prompted[i] for i in hit])
-        for i, found in zip(hit, masked):
-            boxes[i] = found
+            masked = mask_boxes(cfg, stages.segmenter, [t.image for t in hit], [t.boxes for t in hit],
+                                [t.prompted for t in hit])
+        for t, found in zip(hit, masked):
+            t.boxes = found
     records, writes = [], []
-    for (ci, k), req, gen, score, found, scene in zip(batch, requests, generated, scores, boxes, scenes):
-        label = classes[ci].label
-        labels = [classes[j].label for j in scene] if cfg.scenes else None  # single-object records as before
-        if gen.image is None:
-            records.append(new_attempt(label, k, req.prompt, req.seed, "flagged", score, labels=labels))
+    for t in trials:
+        status, reason = t.verdict(stages.detector is not None, stages.segmenter is not None)
+        labels = t.prompted if cfg.scenes else None  # single-object records as before
+        if status == "flagged":
+            records.append(new_attempt(t.label, t.k, t.request.prompt, t.request.seed, status, t.score,
+                                       labels=labels))
             continue
-        status, reason = "kept", None
-        if score is not None and not score["accepted"]:
-            status = "rejected"
-        elif stages.detector is not None and not every_class_hit(found, labels or [label]):
-            status, reason = "rejected", "no box"
-        elif stages.segmenter is not None and not every_class_masked(found, labels or [label]):
-            status, reason = "rejected", "no mask"
-        file = out.staged_rel(label, k) if status == "kept" else None
-        records.append(new_attempt(label, k, req.prompt, req.seed, status, score, file, gen.image.size,
-                                   boxes=found if stages.detector is not None else None, reason=reason,
-                                   labels=labels))
+        file = out.staged_rel(t.label, t.k) if status == "kept" else None
+        records.append(new_attempt(t.label, t.k, t.request.prompt, t.request.seed, status, t.score, file,
+                                   t.image.size, boxes=t.boxes if stages.detector is not None else None,
+                                   reason=reason, labels=labels))
         if file:
-            writes.append((out.staged(file), gen.image))
+            writes.append((out.staged(file), t.image))
         elif cfg.keep_rejected:
-            writes.append((out.rejected_path(label, k), gen.image))
+            writes.append((out.rejected_path(t.label, t.k), t.image))
     return records, writes
-
-
-def _candidates(indices, batch, generated, requests, classes, scenes) -> list[Candidate]:
-    return [Candidate(generated[i].image, batch[i][0], classes[batch[i][0]].label, batch[i][1], requests[i].prompt,
-                      scenes[i]) for i in indices]
 
 
 class UnitWorker:
