@@ -467,7 +467,7 @@ def bench_dedup(models, n: int, bs: int) -> Iterator[Row]:
         judge_ = DedupJudge(out, 0.95)
         for b in batches:
             flt.score(b)
-            flt._scored = {}
+            flt._scored = ((), None)
             judge(b, flt.embed(b), judge_)
 
     def store_and_judge():  # the rest of --dedup: an fsync'd .npy per image, the judge's comparisons

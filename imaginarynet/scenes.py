@@ -213,11 +213,6 @@ class Scenes:
         return [self.classes[j].name for j in self.classes_of(index, k)]
 
 
-def scene_of(cfg, class_index: int, k: int) -> list[int]:
-    """The class indices attempt (class_index, k) of this run prompts."""
-    return Scenes.of(cfg).classes_of(class_index, k)
-
-
 def scene_names(cfg, cls, k: int) -> list[str]:
     """Display names of the classes attempt (cls, k) of this run prompts, the primary first."""
     return Scenes.of(cfg).names(cls, k)

@@ -161,13 +161,16 @@ class Trial:
 
     ci: int  # the primary class's index
     k: int
-    label: str
     prompted: list[str]  # labels of the prompted classes, the primary first
     scene: tuple[int, ...]  # their class indices
     request: Request
     image: object = None  # PIL image; None when the backend's safety checker flagged it
     score: dict | None = None  # the filter's verdict
     boxes: list[dict] | None = None  # the detector's boxes (with masks once segmented)
+
+    @property
+    def label(self) -> str:
+        return self.prompted[0]
 
     def candidate(self) -> Candidate:
         return Candidate(self.image, self.ci, self.label, self.k, self.request.prompt, self.scene)
@@ -197,7 +200,7 @@ def run_batch(cfg: RunConfig, stages: StageSet, batch: Unit, timer: StageTimer,
     trials = []
     for ci, k in batch:
         scene = tuple(stages.scenes.classes_of(ci, k))
-        trials.append(Trial(ci, k, classes[ci].label, [classes[j].label for j in scene], scene,
+        trials.append(Trial(ci, k, [classes[j].label for j in scene], scene,
                             Request(prompts[ci, k], attempt_seed(cfg.seed, classes[ci].label, k))))
     with timer("generate"):
         generated = stages.backend.generate([t.request for t in trials])
@@ -254,11 +257,12 @@ class UnitWorker:
             share_cores(cfg.workers)
         self.out = OutputDir(self.cfg.outputdir)
         self.batch = run_batch
-        if source_kind(cfg) == "folder":
+        kind = source_kind(cfg)
+        if kind == "folder":
             from imaginarynet.sources.folder import run_batch as folder_batch
 
             self.batch = folder_batch
-        elif source_kind(cfg) == "composed":
+        elif kind == "composed":
             from imaginarynet.sources.composed import run_batch as composed_batch
 
             self.batch = composed_batch

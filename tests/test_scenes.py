@@ -471,9 +471,9 @@ def test_gpt2_scene_block_rows_see_only_their_own_prefix(tiny, tmp_path):
 
 
 def _scene(cfg, c, k):
-    from imaginarynet.scenes import scene_of
+    from imaginarynet.scenes import Scenes
 
-    return scene_of(cfg, c, k)
+    return Scenes.of(cfg).classes_of(c, k)
 
 
 # --- pair weights from a real dataset ----------------------------------------------------------------------

@@ -68,7 +68,7 @@ class ClipFilter:
         self.text_features = None
         self.text_encodes = 0  # how often the class texts were encoded (once per run)
         self.image_encodes = 0  # images through the image tower
-        self._scored: dict = {}  # --dedup: the last scored batch, (label, k) -> (image, unit embedding)
+        self._scored: tuple = ((), None)  # --dedup: the last scored batch's candidates and unit embeddings
 
     def load(self) -> None:
         torch = require("torch", "clip", "--clip")
@@ -99,16 +99,17 @@ class ClipFilter:
     def embed(self, candidates: list[Candidate]) -> np.ndarray:
         """(len(candidates), D) unit-length CLIP image embeddings (for --dedup). Images this filter has just
         scored are not encoded again: the tower's output for the very same image object is reused."""
-        cached = [self._scored.get((c.label, c.k)) for c in candidates]
+        scored, feats = self._scored
+        row_of = {(c.label, c.k): (c.image, i) for i, c in enumerate(scored)}
+        cached = [row_of.get((c.label, c.k)) for c in candidates]
         if all(hit is not None and hit[0] is c.image for hit, c in zip(cached, candidates)):
-            return np.stack([hit[1] for hit in cached]) if candidates else np.zeros((0, 0), np.float32)
+            return feats[[hit[1] for hit in cached]].cpu().numpy() if candidates else np.zeros((0, 0), np.float32)
         return self._encode_images(candidates).cpu().numpy()
 
     def cosines(self, candidates: list[Candidate]) -> np.ndarray:
         """(len(candidates), n_classes) cosine similarities of image and class texts."""
         feats = self._encode_images(candidates)
-        # --dedup's embed() reuses this batch's: no second pass through the image tower
-        self._scored = {(c.label, c.k): (c.image, v) for c, v in zip(candidates, feats.cpu().numpy())}
+        self._scored = (candidates, feats)  # --dedup's embed() reuses them: no second pass through the tower
         return (feats @ self.text_features.T).cpu().numpy()
 
     def score(self, candidates: list[Candidate]) -> list[dict]:
